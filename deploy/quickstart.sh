@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Pantau quick start on a fresh Debian/Ubuntu machine.
+#   deploy/quickstart.sh up      install what is missing, start broker + database, run ingest
+#   deploy/quickstart.sh test    install what is missing, run the whole test suite
+#   deploy/quickstart.sh down    stop the private broker and database started by `up`
+# The tests start their own broker and database on free ports; `up` uses .pantau/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; exit 1
+  fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || { echo "please install: $*" >&2; exit 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+bootstrap() {
+  local missing=()
+  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+  command -v influxd >/dev/null || missing+=(influxdb)
+  command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+  command -v influx >/dev/null || missing+=(influxdb-client)
+  python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || missing+=(python3)
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+    || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    apt_install "${missing[@]}"
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  # Reinstall only when the dependency list changed.
+  local stamp=.venv/.pantau-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+  up)
+    bootstrap
+    .venv/bin/pantau services up
+    export PANTAU_MQTT_URL=${PANTAU_MQTT_URL:-mqtt://127.0.0.1:11883}
+    export PANTAU_INFLUX_URL=${PANTAU_INFLUX_URL:-http://127.0.0.1:18086}
+    exec .venv/bin/pantau ingest --registry deploy/registry.example.csv --metrics-port 9108 "$@"
+    ;;
+  test)
+    bootstrap
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  down)
+    exec .venv/bin/pantau services down
+    ;;
+  *)
+    echo "usage: $0 up|test|down" >&2
+    exit 2
+    ;;
+esac

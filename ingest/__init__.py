@@ -1,0 +1,1 @@
+"""MQTT collectors: subscribe, decode, validate, batch, persist to InfluxDB, acknowledge."""

@@ -1,0 +1,85 @@
+"""`pantau ingest`: run one collector until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from ingest.collector import Collector
+from ingest.influx import InfluxClient
+from ingest.logs import configure_logging
+from ingest.metrics import CollectorMetrics
+from ingest.registry import Registry
+from ingest.settings import Settings, mqtt_endpoint
+
+__all__ = ["ingest"]
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option(
+    "--mqtt", "mqtt_url", help="Broker URL, mqtt://[user:pass@]host:port [PANTAU_MQTT_URL]"
+)
+@click.option("--influx", "influx_url", help="InfluxDB URL, http://host:port [PANTAU_INFLUX_URL]")
+@click.option("--db", "influx_db", help="InfluxDB database [PANTAU_INFLUX_DB]")
+@click.option("--topic", help="Topic filter [PANTAU_TOPIC], default city/+/+/+/+")
+@click.option(
+    "--registry",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Device registry CSV; without it any well-formed device is accepted [PANTAU_REGISTRY]",
+)
+@click.option("--client-id", help="Stable MQTT client id of this collector [PANTAU_CLIENT_ID]")
+@click.option("--batch-size", type=int, help="Readings per write [PANTAU_BATCH_SIZE], default 5000")
+@click.option(
+    "--batch-interval",
+    "batch_interval_s",
+    type=float,
+    help="Seconds before a part-filled batch is written [PANTAU_BATCH_INTERVAL_S], default 0.2",
+)
+@click.option(
+    "--metrics-port", type=int, help="Serve Prometheus /metrics on this port [PANTAU_METRICS_PORT]"
+)
+def ingest(**options: Any) -> None:
+    """Collect readings from MQTT into InfluxDB; acknowledge each message once it is stored."""
+    settings = Settings(**{k: v for k, v in options.items() if v is not None})
+    configure_logging(settings.log_level)
+    registry = Registry.from_csv(settings.registry) if settings.registry else None
+    if registry is None:
+        log.warning("no device registry: development mode, any well-formed device is accepted")
+    metrics = CollectorMetrics()
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_username,
+        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+        timeout_s=settings.influx_timeout_s,
+    ) as influx:
+        endpoint = mqtt_endpoint(settings.mqtt_url)
+        log.info(
+            "starting collector",
+            extra={
+                "mqtt": f"{endpoint.host}:{endpoint.port}",
+                "influx": settings.influx_url,
+                "db": settings.influx_db,
+                "registry": str(settings.registry or ""),
+            },
+        )
+        Collector(settings, influx, registry=registry, metrics=metrics).run(stop)

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one collector, in a registry of its own (no process-wide globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ingest.rejections import Reason
+
+__all__ = ["CollectorMetrics"]
+
+
+class CollectorMetrics:
+    """What flows through a collector: received, written, rejected, unacknowledged, latency."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages_received = Counter(
+            "pantau_messages_received", "MQTT messages received", registry=r
+        )
+        self.messages_acked = Counter(
+            "pantau_messages_acked", "MQTT messages acknowledged after a durable write", registry=r
+        )
+        self.readings_written = Counter(
+            "pantau_readings_written", "Readings written to InfluxDB", ["kind"], registry=r
+        )
+        self.rejected = Counter(
+            "pantau_rejected",
+            "Rejected messages or readings, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.influx_errors = Counter(
+            "pantau_influx_errors",
+            "Failed InfluxDB writes (unavailable: retried; client: refused)",
+            ["type"],
+            registry=r,
+        )
+        self.unacked_messages = Gauge(
+            "pantau_unacked_messages", "Messages received and not yet acknowledged", registry=r
+        )
+        self.batch_write_seconds = Histogram(
+            "pantau_batch_write_seconds",
+            "Time to write one batch to InfluxDB",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "pantau_lag_seconds",
+            "Age of the newest reading of the last batch at write time",
+            registry=r,
+        )
+        for reason in Reason:  # export zeros, so a dashboard sees every reason from the start
+            self.rejected.labels(reason.value)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve /metrics on host:port in a daemon thread."""
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,375 @@
+"""The device registry: which devices exist, where they are and their per-device facts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from processors.catalog import KINDS, kind_spec
+
+__all__ = ["COLUMNS", "REQUIRED_COLUMNS", "Device", "Registry", "RegistryError"]
+
+COLUMNS: Final = (
+    "device_id",
+    "kind",
+    "city",
+    "district",
+    "lat",
+    "lon",
+    "interval_s",
+    "waspada_cm",
+    "siaga_cm",
+    "awas_cm",
+    "rated_w",
+    "river",
+)
+# Per-kind fact columns may be left out of the header altogether; these may not.
+REQUIRED_COLUMNS: Final = COLUMNS[:7]
+
+_GAUGE: Final = "water_level"
+_LAMP: Final = "streetlight"
+_THRESHOLDS: Final = ("waspada_cm", "siaga_cm", "awas_cm")
+_SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
+# Plain decimal notation only: float() would also take "nan", "inf" and "1_000".
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_RIVER_MAX: Final = 200
+
+
+class RegistryError(ValueError):
+    """A registry that cannot be used; the message names the file and line when known."""
+
+    def __init__(self, reason: str, path: str | None = None, line: int | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        self.line = line
+        where = " ".join(
+            part for part in (path, f"line {line}" if line is not None else None) if part
+        )
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+    def __reduce__(self) -> tuple[type[RegistryError], tuple[str, str | None, int | None]]:
+        """Pickle with all three arguments (the default would pass only the message)."""
+        return (type(self), (self.reason, self.path, self.line))
+
+
+def _check_segment(name: str, value: object) -> None:
+    if not isinstance(value, str) or _SEGMENT.fullmatch(value) is None:
+        raise ValueError(f"{name} {value!r} is not a topic segment [a-z0-9_-]{{1,64}}")
+
+
+def _as_float(name: str, value: object) -> float:
+    # bool is an int subclass; True as a latitude is a bug, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One registered device and the facts the processors need about it."""
+
+    device_id: str
+    kind: str
+    city: str
+    district: str
+    lat: float
+    lon: float
+    interval_s: float
+    waspada_cm: float | None = None
+    siaga_cm: float | None = None
+    awas_cm: float | None = None
+    rated_w: float | None = None
+    river: str | None = None
+
+    def __post_init__(self) -> None:
+        """Validate every field; numbers are stored as floats."""
+        # Kind first: "unknown kind" says more than "not a topic segment" for e.g. "Air_Quality".
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; known kinds: {', '.join(KINDS)}")
+        for name in ("device_id", "city", "district"):
+            _check_segment(name, getattr(self, name))
+        for name in ("lat", "lon", "interval_s"):
+            # Frozen dataclass: normalising ints to floats needs object.__setattr__.
+            object.__setattr__(self, name, _as_float(name, getattr(self, name)))
+        for name in (*_THRESHOLDS, "rated_w"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _as_float(name, value))
+        if not -90.0 <= self.lat <= 90.0:
+            raise ValueError(f"lat {_format_float(self.lat)} outside [-90, 90]")
+        if not -180.0 <= self.lon <= 180.0:
+            raise ValueError(f"lon {_format_float(self.lon)} outside [-180, 180]")
+        if self.interval_s <= 0:
+            raise ValueError(f"interval_s {_format_float(self.interval_s)} must be > 0")
+        self._check_gauge_facts()
+        self._check_lamp_facts()
+
+    def _check_gauge_facts(self) -> None:
+        thresholds = (self.waspada_cm, self.siaga_cm, self.awas_cm)
+        given = [n for n, v in zip(_THRESHOLDS, thresholds, strict=True) if v is not None]
+        if self.kind != _GAUGE:
+            if given:
+                raise ValueError(f"{', '.join(given)} given for kind {self.kind} (gauges only)")
+            if self.river is not None:
+                raise ValueError(f"river given for kind {self.kind} (gauges only)")
+            return
+        if len(given) != len(_THRESHOLDS):
+            missing = [n for n in _THRESHOLDS if n not in given]
+            raise ValueError(f"water_level gauge needs all of {', '.join(missing)}")
+        waspada, siaga, awas = (float(t) for t in thresholds if t is not None)
+        if not waspada < siaga < awas:
+            raise ValueError(
+                "thresholds must rise strictly: waspada_cm < siaga_cm < awas_cm, got "
+                f"{_format_float(waspada)}, {_format_float(siaga)}, {_format_float(awas)}"
+            )
+        # A threshold outside what the sensor can report would never (or always) fire.
+        level = kind_spec(_GAUGE).fields[kind_spec(_GAUGE).column("level_cm")]
+        if not (level.low <= waspada and awas <= level.high):
+            raise ValueError(
+                f"thresholds must lie within the level_cm range "
+                f"[{_format_float(level.low)}, {_format_float(level.high)}]"
+            )
+        if self.river is not None:
+            if not self.river or self.river != self.river.strip():
+                raise ValueError(f"river {self.river!r} must be non-empty, without outer spaces")
+            if _CONTROL.search(self.river) or len(self.river) > _RIVER_MAX:
+                raise ValueError(
+                    f"river {self.river!r} must be one line of at most {_RIVER_MAX} characters"
+                )
+
+    def _check_lamp_facts(self) -> None:
+        if self.kind != _LAMP:
+            if self.rated_w is not None:
+                raise ValueError(f"rated_w given for kind {self.kind} (streetlights only)")
+            return
+        if self.rated_w is None:
+            raise ValueError("streetlight needs rated_w")
+        power = kind_spec(_LAMP).fields[kind_spec(_LAMP).column("power_w")]
+        if not 0 < self.rated_w <= power.high:
+            raise ValueError(
+                f"rated_w {_format_float(self.rated_w)} outside (0, {_format_float(power.high)}]"
+            )
+
+    @property
+    def topic(self) -> str:
+        """The MQTT topic this device publishes its readings on."""
+        return f"city/{self.city}/{self.district}/{self.kind}/{self.device_id}"
+
+
+class Registry:
+    """An immutable collection of devices keyed by device_id, unique across all cities."""
+
+    __slots__ = ("_by_id", "_by_kind")
+
+    def __init__(self, devices: Iterable[Device]) -> None:
+        """Index the devices, keeping their order; duplicate ids raise RegistryError."""
+        by_id: dict[str, Device] = {}
+        for device in devices:
+            if device.device_id in by_id:
+                raise RegistryError(f"duplicate device_id {device.device_id!r}")
+            by_id[device.device_id] = device
+        self._by_id = MappingProxyType(by_id)
+        self._by_kind = MappingProxyType(
+            {kind: tuple(d for d in by_id.values() if d.kind == kind) for kind in KINDS}
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> Registry:
+        """Load a registry CSV (UTF-8, header row first); any problem raises RegistryError."""
+        name = os.fspath(path)
+        data = Path(path).read_bytes()
+        try:
+            # utf-8-sig: spreadsheet programs like to prepend a byte-order mark.
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise RegistryError(f"not valid UTF-8 ({exc.reason})", name, line) from None
+        return cls(_parse(text, name))
+
+    def write_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the registry in the from_csv format, replacing the file atomically."""
+        target = Path(path)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for device in self._by_id.values():
+            writer.writerow(_row(device))
+        # Write beside the target and rename, so a reader never sees half a registry.
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            # mkstemp creates 0600; a registry is configuration other services must read.
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                out.write(buffer.getvalue())
+                out.flush()
+                os.fsync(out.fileno())
+            Path(tmp).replace(target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, device_id: str) -> Device | None:
+        """The device with this id, or None."""
+        return self._by_id.get(device_id)
+
+    def by_kind(self, kind: str) -> tuple[Device, ...]:
+        """The devices of one kind in registry order; an unknown kind raises KeyError."""
+        kind_spec(kind)
+        return self._by_kind[kind]
+
+    def districts(self, city: str | None = None) -> tuple[str, ...]:
+        """Sorted distinct districts, of one city if given."""
+        return tuple(
+            sorted({d.district for d in self._by_id.values() if city is None or d.city == city})
+        )
+
+    def cities(self) -> tuple[str, ...]:
+        """Sorted distinct cities."""
+        return tuple(sorted({d.city for d in self._by_id.values()}))
+
+    def __len__(self) -> int:
+        """Number of devices."""
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Device]:
+        """The devices in registry order."""
+        return iter(self._by_id.values())
+
+    def __contains__(self, item: object) -> bool:
+        """True for a registered device_id (or a Device equal to the registered one)."""
+        if isinstance(item, Device):
+            return self._by_id.get(item.device_id) == item
+        return isinstance(item, str) and item in self._by_id
+
+    def __eq__(self, other: object) -> bool:
+        """Same devices in the same order."""
+        if not isinstance(other, Registry):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        """Hash of the device tuple, consistent with equality."""
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        """A short summary, not the whole fleet."""
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self._by_kind.items())
+        return f"Registry({len(self)} devices: {counts})"
+
+
+def _format_float(value: float) -> str:
+    # Whole numbers as integers ("60", not "60.0"); otherwise repr, which round-trips exactly.
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _row(device: Device) -> list[str]:
+    cells: list[str] = []
+    for field in fields(Device):
+        value = getattr(device, field.name)
+        if value is None:
+            cells.append("")
+        elif isinstance(value, float):
+            cells.append(_format_float(value))
+        else:
+            cells.append(str(value))
+    return cells
+
+
+def _parse_number(column: str, cell: str) -> float:
+    if _NUMBER.fullmatch(cell) is None:
+        raise ValueError(f"{column} {cell!r} is not a number (use a decimal point)")
+    return float(cell)
+
+
+def _parse(text: str, path: str) -> Iterator[Device]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise RegistryError("empty file; a header row is required", path, 1)
+        columns = [cell.strip() for cell in header]
+        unknown = [c for c in columns if c not in COLUMNS]
+        if unknown:
+            raise RegistryError(
+                f"unknown column(s) {', '.join(map(repr, unknown))}; "
+                f"known columns: {','.join(COLUMNS)}",
+                path,
+                1,
+            )
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise RegistryError(f"repeated column(s) {', '.join(repeated)}", path, 1)
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise RegistryError(f"missing required column(s) {', '.join(missing)}", path, 1)
+
+        first_line: dict[str, int] = {}
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines are harmless
+            if len(cells) != len(columns):
+                raise RegistryError(
+                    f"{len(cells)} cells, the header has {len(columns)}", path, line
+                )
+            values = {c: cell.strip() for c, cell in zip(columns, cells, strict=True)}
+            try:
+                device = _device(values)
+            except ValueError as exc:
+                raise RegistryError(str(exc), path, line) from None
+            if device.device_id in first_line:
+                raise RegistryError(
+                    f"duplicate device_id {device.device_id!r} "
+                    f"(first on line {first_line[device.device_id]})",
+                    path,
+                    line,
+                )
+            first_line[device.device_id] = line
+            yield device
+    except csv.Error as exc:
+        raise RegistryError(f"malformed CSV: {exc}", path, reader.line_num) from None
+
+
+def _device(values: dict[str, str]) -> Device:
+    def number(column: str) -> float | None:
+        cell = values.get(column, "")
+        return _parse_number(column, cell) if cell else None
+
+    def required(column: str) -> float:
+        value = number(column)
+        if value is None:
+            raise ValueError(f"{column} is empty")
+        return value
+
+    for column in ("device_id", "kind", "city", "district"):
+        if not values[column]:
+            raise ValueError(f"{column} is empty")
+    return Device(
+        device_id=values["device_id"],
+        kind=values["kind"],
+        city=values["city"],
+        district=values["district"],
+        lat=required("lat"),
+        lon=required("lon"),
+        interval_s=required("interval_s"),
+        waspada_cm=number("waspada_cm"),
+        siaga_cm=number("siaga_cm"),
+        awas_cm=number("awas_cm"),
+        rated_w=number("rated_w"),
+        river=values.get("river") or None,
+    )

@@ -1,0 +1,112 @@
+"""The one typed settings object: every value from CLI options or `PANTAU_*` variables."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["MqttEndpoint", "Settings", "mqtt_endpoint"]
+
+
+def _default_client_id() -> str:
+    # Stable across restarts of the same collector, so the broker resumes its session.
+    return f"pantau-ingest-{socket.gethostname()}"[:64]
+
+
+class Settings(BaseSettings):
+    """Pantau settings; build once at start-up and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore", frozen=True)
+
+    # Where things are.
+    mqtt_url: str = "mqtt://127.0.0.1:11883"
+    influx_url: str = "http://127.0.0.1:18086"
+    influx_db: str = Field(default="pantau", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None  # InfluxDB 2.x/3.x v1-compatible endpoints
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+    registry: Path | None = None  # None: development mode, any well-formed device is accepted
+
+    # The MQTT session.
+    topic: str = "city/+/+/+/+"
+    client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=0xFFFFFFFF)
+    receive_maximum: int | None = Field(default=None, ge=1, le=65535)
+
+    # Batching.
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_interval_s: float = Field(default=0.2, gt=0, le=60)
+
+    # Validation limits.
+    max_payload_bytes: int = Field(default=1_048_576, ge=16)
+    max_readings_per_message: int = Field(default=10_000, ge=1)
+    clock_skew_s: float = Field(default=120.0, ge=0)
+    max_age_days: float = Field(default=30 * 365.25, gt=0)  # replays of old archives stay storable
+    rejected_payload_bytes: int = Field(default=1024, ge=0, le=65536)
+
+    # Process.
+    shutdown_timeout_s: float = Field(default=8.0, gt=0)
+    log_level: str = "INFO"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # Prometheus /metrics
+
+    # Private services for development and tests (`pantau services`).
+    services_dir: Path = Path(".pantau")
+    services_mqtt_port: int = Field(default=11883, ge=1, le=65535)
+    services_influx_port: int = Field(default=18086, ge=1, le=65535)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        mqtt_endpoint(value)
+        return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _check_influx_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"influx_url must be http(s)://host:port, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def effective_receive_maximum(self) -> int:
+        """MQTT v5 Receive Maximum: room for two full batches of single-reading messages."""
+        if self.receive_maximum is not None:
+            return self.receive_maximum
+        return max(20, min(65535, 2 * self.batch_size))
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """A parsed MQTT URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def mqtt_endpoint(url: str) -> MqttEndpoint:
+    """Parse `mqtt://[user[:password]@]host[:port]` (or `mqtts://`)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+        raise ValueError(f"MQTT URL must be mqtt://host[:port] or mqtts://host[:port], got {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"bad port in MQTT URL {url!r}") from exc
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=port,
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )

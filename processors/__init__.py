@@ -1,0 +1,1 @@
+"""Pure numpy processing: the sensor catalog, per-device state, detectors and indicators. No I/O."""

@@ -1,0 +1,356 @@
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.registry import COLUMNS, Device, Registry, RegistryError
+from processors.catalog import KINDS
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "registry.example.csv"
+HEADER = ",".join(COLUMNS)
+AQ = "aq-x-01,air_quality,purbalingga,kalimanah,-7.41,109.33,60,,,,,"
+SL = "sl-x-01,streetlight,purbalingga,kalimanah,-7.41,109.33,60,,,,90,"
+WL = "wl-x-01,water_level,purbalingga,kalimanah,-7.41,109.33,300,150,250,350,,Klawing"
+KECAMATAN = {
+    "bobotsari",
+    "bojongsari",
+    "bukateja",
+    "kaligondang",
+    "kalimanah",
+    "karanganyar",
+    "karangjambu",
+    "karangmoncol",
+    "karangreja",
+    "kejobong",
+    "kemangkon",
+    "kertanegara",
+    "kutasari",
+    "mrebet",
+    "padamara",
+    "pengadegan",
+    "purbalingga",
+    "rembang",
+}
+
+
+def write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "registry.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path: Path, *lines: str) -> RegistryError:
+    path = write(tmp_path, *lines)
+    with pytest.raises(RegistryError) as info:
+        Registry.from_csv(path)
+    assert info.value.path == str(path)
+    assert str(info.value).startswith(f"{path} ")
+    return info.value
+
+
+# The example registry.
+
+
+def test_example_registry_covers_purbalingga() -> None:
+    registry = Registry.from_csv(EXAMPLE)
+    assert len(registry) >= 54
+    assert set(registry.districts()) == KECAMATAN
+    assert registry.districts("purbalingga") == registry.districts()
+    assert registry.cities() == ("purbalingga",)
+    for kind in KINDS:
+        assert registry.by_kind(kind)
+    for district in KECAMATAN:
+        assert f"aq-{district}-01" in registry
+        assert f"wl-{district}-01" in registry
+        for n in (1, 2, 3):
+            lamp = registry.get(f"sl-{district}-0{n}")
+            assert lamp is not None
+            assert lamp.rated_w in (40.0, 60.0, 90.0, 120.0)
+    for device in registry:
+        # Inside the regency's bounding box.
+        assert -7.5 <= device.lat <= -7.1
+        assert 109.2 <= device.lon <= 109.6
+        assert device.interval_s == (300.0 if device.kind == "water_level" else 60.0)
+    for gauge in registry.by_kind("water_level"):
+        assert gauge.river
+        assert gauge.waspada_cm is not None and gauge.siaga_cm is not None
+        assert gauge.awas_cm is not None
+        assert gauge.waspada_cm < gauge.siaga_cm < gauge.awas_cm
+
+
+def test_example_registry_round_trips_byte_for_byte(tmp_path: Path) -> None:
+    registry = Registry.from_csv(EXAMPLE)
+    out = tmp_path / "copy.csv"
+    registry.write_csv(out)
+    assert Registry.from_csv(out) == registry
+    assert out.read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_lookup_api() -> None:
+    registry = Registry.from_csv(EXAMPLE)
+    gauge = registry.get("wl-purbalingga-01")
+    assert gauge is not None
+    assert gauge.topic == "city/purbalingga/purbalingga/water_level/wl-purbalingga-01"
+    assert gauge.river == "Klawing"
+    assert registry.get("nope") is None
+    assert "nope" not in registry
+    assert gauge in registry
+    assert replace(gauge, lat=-7.0) not in registry
+    assert 42 not in registry
+    assert sum(len(registry.by_kind(k)) for k in KINDS) == len(registry)
+    with pytest.raises(KeyError, match="unknown kind"):
+        registry.by_kind("air")
+    assert registry.districts("elsewhere") == ()
+
+
+# Device and Registry construction.
+
+
+def test_device_normalises_numbers_to_float() -> None:
+    device = Device("sl-1", "streetlight", "c", "d", lat=0, lon=1, interval_s=60, rated_w=40)
+    assert isinstance(device.lat, float)
+    assert isinstance(device.rated_w, float)
+    with pytest.raises(ValueError, match="must be a number"):
+        Device("sl-1", "streetlight", "c", "d", lat=True, lon=1, interval_s=60, rated_w=40)
+
+
+def test_registry_constructor_rejects_duplicates() -> None:
+    device = Device("aq-1", "air_quality", "a", "d", lat=0.0, lon=0.0, interval_s=60.0)
+    elsewhere = replace(device, city="b")
+    with pytest.raises(RegistryError, match="duplicate device_id 'aq-1'"):
+        Registry([device, elsewhere])
+
+
+def test_empty_registry_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    Registry([]).write_csv(path)
+    assert path.read_text(encoding="utf-8") == HEADER + "\n"
+    assert len(Registry.from_csv(path)) == 0
+
+
+def test_lenient_input_is_accepted(tmp_path: Path) -> None:
+    # A byte-order mark, blank lines, spaces and a header without the per-kind columns.
+    path = tmp_path / "r.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfdevice_id, kind ,city,district,lat,lon,interval_s\n\n"
+        b"aq-1, air_quality ,purbalingga,rembang, -7.3 ,109.58,60\n\n"
+    )
+    (device,) = Registry.from_csv(path)
+    assert device.kind == "air_quality"
+    assert device.lat == -7.3
+
+
+def test_error_pickles() -> None:
+    error = RegistryError("bad", "r.csv", 3)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.reason, copy.path, copy.line, str(copy)) == (
+        "bad",
+        "r.csv",
+        3,
+        "r.csv line 3: bad",
+    )
+
+
+# One test per RegistryError case.
+
+
+def test_lat_out_of_range_names_file_and_line(tmp_path: Path) -> None:
+    bad = AQ.replace("-7.41", "123", 1)
+    error = load_error(tmp_path, HEADER, SL, WL, bad)
+    assert error.line == 4
+    assert str(error) == f"{tmp_path / 'registry.csv'} line 4: lat 123 outside [-90, 90]"
+
+
+def test_lon_out_of_range(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace("109.33", "190.5"))
+    assert "lon 190.5 outside [-180, 180]" in str(error)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "registry.csv"
+    path.write_bytes(b"")
+    with pytest.raises(RegistryError, match="line 1: empty file; a header row is required"):
+        Registry.from_csv(path)
+
+
+def test_missing_header_row(tmp_path: Path) -> None:
+    # The first data row is taken as the header: its cells are not column names.
+    error = load_error(tmp_path, AQ)
+    assert error.line == 1
+    assert "unknown column" in error.reason
+
+
+def test_missing_required_columns(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "device_id,kind,city,district,lat", "aq-1,air_quality,c,d,1")
+    assert error.line == 1
+    assert "missing required column(s) lon, interval_s" in error.reason
+
+
+def test_unknown_column(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER.replace("rated_w", "rated_watts"), SL)
+    assert "unknown column(s) 'rated_watts'" in error.reason
+
+
+def test_repeated_column(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER + ",river", SL + ",")
+    assert "repeated column(s) river" in error.reason
+
+
+def test_wrong_cell_count(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ + ",")
+    assert error.line == 2
+    assert "13 cells, the header has 12" in error.reason
+
+
+def test_malformed_csv(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, WL.replace("Klawing", '"Kla"wing'))
+    assert "malformed CSV" in error.reason
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "registry.csv"
+    path.write_bytes(f"{HEADER}\n{AQ}\n{WL}\n".replace("Klawing", "K\xe9").encode("latin-1"))
+    with pytest.raises(RegistryError, match="line 3: not valid UTF-8"):
+        Registry.from_csv(path)
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace("air_quality", "noise"))
+    assert "unknown kind 'noise'" in error.reason
+
+
+def test_bad_segment(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace("kalimanah", "Kalimanah"))
+    assert "district 'Kalimanah' is not a topic segment" in error.reason
+
+
+def test_empty_required_cell(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",,"))
+    assert "interval_s is empty" in error.reason
+
+
+def test_duplicate_ids_even_across_cities(tmp_path: Path) -> None:
+    other_city = AQ.replace("purbalingga,kalimanah", "banyumas,sokaraja")
+    error = load_error(tmp_path, HEADER, AQ, SL, other_city)
+    assert error.line == 4
+    assert "duplicate device_id 'aq-x-01' (first on line 2)" in error.reason
+
+
+@pytest.mark.parametrize("number", ["abc", "nan", "inf", "1_000", "7,5", "0x10", "1e400"])
+def test_bad_numbers(tmp_path: Path, number: str) -> None:
+    cell = f'"{number}"' if "," in number else number
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{cell},"))
+    assert error.line == 2
+    assert "rated_w" in error.reason
+
+
+def test_non_positive_interval(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",0,"))
+    assert "interval_s 0 must be > 0" in error.reason
+
+
+def test_thresholds_on_a_non_gauge(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,,,,,", ",60,150,,,,"))
+    assert "waspada_cm given for kind air_quality (gauges only)" in error.reason
+
+
+def test_river_on_a_non_gauge(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, SL + "Klawing")
+    assert "river given for kind streetlight" in error.reason
+
+
+def test_gauge_without_all_thresholds(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, WL.replace(",250,", ",,"))
+    assert "gauge needs all of siaga_cm" in error.reason
+
+
+def test_thresholds_not_increasing(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, WL.replace("150,250,350", "150,350,250"))
+    assert "thresholds must rise strictly" in error.reason
+
+
+def test_thresholds_outside_sensor_range(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, WL.replace("150,250,350", "150,250,35000"))
+    assert "within the level_cm range" in error.reason
+
+
+def test_streetlight_without_rated_w(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", ",,"))
+    assert "streetlight needs rated_w" in error.reason
+
+
+@pytest.mark.parametrize("watts", ["0", "-40", "5000"])
+def test_rated_w_out_of_range(tmp_path: Path, watts: str) -> None:
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{watts},"))
+    assert "rated_w" in error.reason and "outside" in error.reason
+
+
+def test_rated_w_on_a_non_lamp(tmp_path: Path) -> None:
+    error = load_error(tmp_path, HEADER, WL.replace(",,Klawing", ",60,Klawing"))
+    assert "rated_w given for kind water_level" in error.reason
+
+
+# Round-trip property.
+
+segments = st.from_regex(r"[a-z0-9_-]{1,64}", fullmatch=True)
+rivers = st.none() | st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40
+).map(str.strip).filter(bool)
+
+
+def finite(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.floats(low, high, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def devices(draw: st.DrawFn, device_id: str) -> Device:
+    kind = draw(st.sampled_from(KINDS))
+    waspada = siaga = awas = rated_w = None
+    river = None
+    if kind == "water_level":
+        levels = draw(st.lists(finite(-1000.0, 10000.0), min_size=3, max_size=3, unique=True))
+        waspada, siaga, awas = sorted(levels)
+        if not waspada < siaga < awas:  # 0.0 and -0.0 are "unique" yet equal
+            waspada, siaga, awas = -1.0, 0.5, 2.0
+        river = draw(rivers)
+    elif kind == "streetlight":
+        rated_w = draw(finite(1e-3, 2000.0))
+    return Device(
+        device_id=device_id,
+        kind=kind,
+        city=draw(segments),
+        district=draw(segments),
+        lat=draw(finite(-90.0, 90.0)),
+        lon=draw(finite(-180.0, 180.0)),
+        interval_s=draw(finite(1e-6, 1e7)),
+        waspada_cm=waspada,
+        siaga_cm=siaga,
+        awas_cm=awas,
+        rated_w=rated_w,
+        river=river,
+    )
+
+
+@st.composite
+def registries(draw: st.DrawFn) -> Registry:
+    ids = draw(st.lists(segments, max_size=8, unique=True))
+    return Registry([draw(devices(device_id)) for device_id in ids])
+
+
+@settings(max_examples=75, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(registry=registries())
+def test_write_read_round_trip(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "r.csv"
+    registry.write_csv(path)
+    again = Registry.from_csv(path)
+    assert again == registry
+    assert list(again) == list(registry)
+    # And the second write is byte-identical to the first.
+    first = path.read_bytes()
+    again.write_csv(path)
+    assert path.read_bytes() == first
