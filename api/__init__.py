@@ -1,0 +1,1 @@
+"""FastAPI service: live indicators, dimension scores, live feeds and the dashboard."""

@@ -1,0 +1,1 @@
+"""Simulators: device fleets and replay of recorded sensor data, over MQTT like real devices."""
