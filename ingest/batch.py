@@ -80,6 +80,9 @@ class Batch:
         return sum(len(c) for c in self.columns.values())
 
 
+_Refusal = tuple[Reason, str, DeviceTopic | None]
+
+
 @dataclass(slots=True)
 class _Message:
     topic: str
@@ -109,7 +112,8 @@ class BatchBuilder:
         self._limits = limits
         self._registry = registry
         self._clock = clock
-        self._topics: dict[str, DeviceTopic | TopicError] = {}
+        # The registry is fixed for the builder's life, so each topic is judged only once.
+        self._routes: dict[str, DeviceTopic | _Refusal] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -120,7 +124,6 @@ class BatchBuilder:
             for kind, spec in CATALOG.items()
         }
         self._count = 0
-        self._readings = 0
 
     @property
     def messages(self) -> int:
@@ -129,14 +132,18 @@ class BatchBuilder:
 
     @property
     def readings(self) -> int:
-        """Readings (good or not yet checked) added since the last build."""
-        return self._readings
+        """Readings added since the last build and not rejected yet."""
+        return sum(len(k.rows) for k in self._kinds.values())
 
     def add(self, topic: str, payload: bytes) -> None:
         """Add one message; message-level problems are recorded at once, readings at build()."""
         self._count += 1
-        device = self._device(topic, payload)
-        if device is None:
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        if not isinstance(route, DeviceTopic):
+            reason, detail, known = route
+            self._reject_message(reason, detail, topic, payload, known)
             return
         try:
             readings = decode_payload(
@@ -145,30 +152,30 @@ class BatchBuilder:
                 max_readings=self._limits.max_readings_per_message,
             )
         except DecodeError as exc:
-            self._reject_message(exc.reason, exc.detail, topic, payload, device)
+            self._reject_message(exc.reason, exc.detail, topic, payload, route)
             return
         message_no = len(self._messages)
-        self._messages.append(_Message(topic, payload, device, len(readings) == 1))
-        kind_rows = self._kinds[device.kind]
+        self._messages.append(_Message(topic, payload, route, len(readings) == 1))
+        kind_rows = self._kinds[route.kind]
         allowed = kind_rows.allowed
-        for position, reading in enumerate(readings):
-            if type(reading) is not dict:
+        rows, message, position = kind_rows.rows, kind_rows.message, kind_rows.position
+        device_id = route.device_id
+        for index, reading in enumerate(readings):
+            if type(reading) is dict and reading.keys() <= allowed:
+                if reading.get("device_id", device_id) == device_id:
+                    rows.append(reading)
+                    message.append(message_no)
+                    position.append(index)
+                    continue
+                detail = f"device_id {reading['device_id']!r} does not match topic {device_id!r}"
+                self._reject_reading(Reason.DEVICE_MISMATCH, detail, message_no, index, reading)
+            elif type(reading) is not dict:
                 detail = f"reading must be a JSON object, got {type(reading).__name__}"
-                self._reject_reading(Reason.NOT_OBJECT, detail, message_no, position, reading)
-            elif not reading.keys() <= allowed:
-                unknown = ", ".join(sorted(reading.keys() - allowed)[:5])
-                detail = f"unknown field(s) for {device.kind}: {unknown}"
-                self._reject_reading(Reason.UNKNOWN_FIELD, detail, message_no, position, reading)
-            elif "device_id" in reading and reading["device_id"] != device.device_id:
-                detail = (
-                    f"device_id {reading['device_id']!r} does not match topic {device.device_id!r}"
-                )
-                self._reject_reading(Reason.DEVICE_MISMATCH, detail, message_no, position, reading)
+                self._reject_reading(Reason.NOT_OBJECT, detail, message_no, index, reading)
             else:
-                kind_rows.rows.append(reading)
-                kind_rows.message.append(message_no)
-                kind_rows.position.append(position)
-                self._readings += 1
+                unknown = ", ".join(repr(k) for k in sorted(reading.keys() - allowed)[:5])
+                detail = f"unknown field(s) for {route.kind}: {unknown}"
+                self._reject_reading(Reason.UNKNOWN_FIELD, detail, message_no, index, reading)
 
     def build(self) -> Batch:
         """Validate all collected readings column by column and start a new batch."""
@@ -185,38 +192,34 @@ class BatchBuilder:
 
     # -- message level -------------------------------------------------------------------------
 
-    def _device(self, topic: str, payload: bytes) -> DeviceTopic | None:
-        parsed = self._topics.get(topic)
-        if parsed is None:
-            try:
-                parsed = parse_topic(topic)
-            except TopicError as exc:
-                parsed = exc
-            if len(self._topics) >= _TOPIC_CACHE_MAX:  # bounded: topics come from the outside
-                self._topics.clear()
-            self._topics[topic] = parsed
-        if isinstance(parsed, TopicError):
-            reason = Reason.UNKNOWN_KIND if parsed.unknown_kind else Reason.BAD_TOPIC
-            self._reject_message(reason, str(parsed), topic, payload, None)
-            return None
-        if self._registry is not None:
-            known = self._registry.get(parsed.device_id)
-            if known is None:
-                detail = f"device {parsed.device_id!r} is not in the registry"
-                self._reject_message(Reason.UNKNOWN_DEVICE, detail, topic, payload, parsed)
-                return None
-            if (known.city, known.district, known.kind) != (
-                parsed.city,
-                parsed.district,
-                parsed.kind,
+    def _route(self, topic: str) -> DeviceTopic | _Refusal:
+        """Check a topic once (syntax, kind, registry) and remember the verdict."""
+        route: DeviceTopic | _Refusal
+        try:
+            device = parse_topic(topic)
+        except TopicError as exc:
+            reason = Reason.UNKNOWN_KIND if exc.unknown_kind else Reason.BAD_TOPIC
+            route = (reason, str(exc), None)
+        else:
+            route = device
+            known = self._registry.get(device.device_id) if self._registry is not None else None
+            if self._registry is not None and known is None:
+                detail = f"device {device.device_id!r} is not in the registry"
+                route = (Reason.UNKNOWN_DEVICE, detail, device)
+            elif known is not None and (known.city, known.district, known.kind) != (
+                device.city,
+                device.district,
+                device.kind,
             ):
                 detail = (
-                    f"registry has {parsed.device_id!r} as {known.kind} in "
+                    f"registry has {device.device_id!r} as {known.kind} in "
                     f"{known.city}/{known.district}"
                 )
-                self._reject_message(Reason.REGISTRY_MISMATCH, detail, topic, payload, parsed)
-                return None
-        return parsed
+                route = (Reason.REGISTRY_MISMATCH, detail, device)
+        if len(self._routes) >= _TOPIC_CACHE_MAX:  # bounded: topics come from the outside
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     def _reject_message(
         self, reason: Reason, detail: str, topic: str, payload: bytes, device: DeviceTopic | None
@@ -276,7 +279,12 @@ class BatchBuilder:
         values = np.empty((n, m), dtype=np.float64)
         present = np.empty((n, m), dtype=np.bool_)
         lows, highs = spec.lows(), spec.highs()
+        sent = set().union(*rows)  # one C-level pass; fields nobody sent need no column
         for j, field_spec in enumerate(spec.fields):
+            if field_spec.name not in sent:
+                values[:, j] = np.nan
+                present[:, j] = False
+                continue
             raw = [r.get(field_spec.name) for r in rows]
             column, is_present, wrong = _numbers(raw, binary=field_spec.binary)
             values[:, j] = column

@@ -193,12 +193,16 @@ class Collector:
     def _take(self) -> None:
         inbox, pending, builder = self._inbox, self._pending, self._builder
         limit = self._settings.batch_size
+        taken = 0
         while inbox and builder.readings < limit and builder.messages < limit:
             received = inbox.popleft()
             if not pending:
                 self._batch_started = time.monotonic()
             pending.append(received)
             builder.add(received.topic, received.payload)
+            taken += 1
+        if taken:
+            self._metrics.messages_received.inc(taken)
         self._metrics.unacked_messages.set(len(pending) + len(inbox))
 
     def _batch_due(self) -> bool:
@@ -229,7 +233,6 @@ class Collector:
 
     def _flush(self, *, deadline: float | None, stop: threading.Event | None) -> bool:
         """Write the current batch and acknowledge it; False if it could not be made durable."""
-        self._metrics.messages_received.inc(self._builder.messages)
         batch = self._builder.build()
         body = self._encode(batch)
         if body and not self._write(body, deadline=deadline, stop=stop):

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from ingest.rejections import Reason
 
 __all__ = ["DecodeError", "NonFinite", "decode_payload"]
@@ -43,19 +45,11 @@ def decode_payload(payload: bytes, *, max_bytes: int, max_readings: int) -> list
             Reason.PAYLOAD_TOO_LARGE, f"payload of {len(payload)} bytes exceeds {max_bytes}"
         )
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            Reason.NOT_UTF8, f"payload is not UTF-8: {exc.reason} at {exc.start}"
-        ) from None
-    try:
-        document = _DECODER.decode(text)
-    except RecursionError:
-        raise DecodeError(Reason.TOO_DEEP, "JSON nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise DecodeError(Reason.MALFORMED_JSON, f"malformed JSON: {exc}") from None
-    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit limit
-        raise DecodeError(Reason.MALFORMED_JSON, f"unparseable JSON: {exc}") from None
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # orjson refuses NaN tokens, deep nesting and huge integers outright; the standard
+        # library parser tells those cases apart, so only a bad reading is dropped.
+        document = _decode_precisely(payload)
     if isinstance(document, dict):
         return [document]
     if isinstance(document, list):
@@ -70,3 +64,22 @@ def decode_payload(payload: bytes, *, max_bytes: int, max_readings: int) -> list
     raise DecodeError(
         Reason.NOT_OBJECT, f"payload must be a JSON object or array, got {type(document).__name__}"
     )
+
+
+def _decode_precisely(payload: bytes) -> Any:
+    """The slow path: the standard library parser, with a reason for every failure."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            Reason.NOT_UTF8, f"payload is not UTF-8: {exc.reason} at {exc.start}"
+        ) from None
+    try:
+        document = _DECODER.decode(text)
+    except RecursionError:
+        raise DecodeError(Reason.TOO_DEEP, "JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise DecodeError(Reason.MALFORMED_JSON, f"malformed JSON: {exc}") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit limit
+        raise DecodeError(Reason.MALFORMED_JSON, f"unparseable JSON: {exc}") from None
+    return document

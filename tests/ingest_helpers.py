@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -83,11 +84,19 @@ def publish_all(
     client: mqtt.Client, messages: list[tuple[str, bytes]], timeout: float = 60
 ) -> None:
     """Publish at QoS 1 and wait until the broker has acknowledged every message."""
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
     deadline = time.monotonic() + timeout
-    for info in infos:
+    infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
+
+    def settle(info: mqtt.MQTTMessageInfo) -> None:
         info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         assert info.is_published(), "broker did not acknowledge a publish in time"
+
+    for topic, payload in messages:
+        if len(infos) >= 30_000:  # packet ids wrap at 65,535
+            settle(infos.popleft())
+        infos.append(client.publish(topic, payload, qos=1))
+    for info in infos:
+        settle(info)
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> Any:

@@ -197,6 +197,8 @@ def test_bad_input_is_rejected_with_reasons_and_good_readings_survive(
     ]
     good += [(wl, mixed[0]), (wl, mixed[3])]
     messages.append((wl, j(mixed)))
+    # A replayed archive (the UCI set is from 2004) is inside the default horizon and is stored.
+    messages.append((aq, ok(aq, 1_078_941_600.0, co=2600.0)))
     bad_reasons = Counter(reason for _, _, reason in bad) + Counter(
         {"wrong_type": 1, "not_object": 1, "future_timestamp": 1}
     )
