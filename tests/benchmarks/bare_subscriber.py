@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -42,7 +43,7 @@ def main() -> None:
     client.connect("127.0.0.1", args.port, clean_start=False, properties=props)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     client.loop_start()
-    with open(args.count_file, "w") as out:
+    with Path(args.count_file).open("w") as out:
         while not stop.wait(0.05):
             out.seek(0)
             out.write(f"{received:>12d}")
