@@ -1,4 +1,4 @@
-"""The MQTT collector: receive, batch, write to InfluxDB, then acknowledge (QoS 1, MQTT v5)."""
+"""The MQTT collector: receive, batch, make durable (InfluxDB or spool), then acknowledge."""
 
 from __future__ import annotations
 
@@ -15,20 +15,31 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest._backoff import Backoff
 from ingest.batch import Batch, BatchBuilder, Limits
-from ingest.influx import InfluxClient, InfluxClientError, InfluxUnavailableError
-from ingest.lineprotocol import encode_readings, encode_rejections
+from ingest.lineprotocol import encode_readings
 from ingest.metrics import CollectorMetrics
 from ingest.registry import Registry
-from ingest.rejections import Reason, Rejection
 from ingest.settings import Settings, mqtt_endpoint
+from ingest.store import DurableStore
 
 __all__ = ["Collector"]
 
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S: Final = 0.01  # how often a part-filled batch checks its age
-_RETRY_MAX_S: Final = 5.0
+
+
+class _JitteredClient(mqtt.Client):
+    """paho's client with full-jitter reconnect delays (paho's own double without jitter)."""
+
+    backoff: Backoff
+    closing: threading.Event
+
+    def _reconnect_wait(self) -> None:
+        delay = self.backoff.next_delay()
+        log.info("reconnecting to broker", extra={"retry_in_s": round(delay, 2)})
+        self.closing.wait(delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +52,23 @@ class _Received:
 
 
 class Collector:
-    """One collector process: a persistent MQTT v5 session feeding batched InfluxDB writes.
+    """One collector: a persistent MQTT v5 session feeding batched, durable writes.
 
-    A message is acknowledged only after every reading in it (and every rejection record) is
-    written, so a crash or an InfluxDB outage leaves it with the broker, which delivers it again.
+    A message is acknowledged only after every reading in it (and every rejection record) is in
+    InfluxDB or fsynced to the local spool. A crash, a broker restart or a full spool leaves the
+    unacknowledged messages with the broker, which delivers them again.
     """
 
     def __init__(
         self,
         settings: Settings,
-        influx: InfluxClient,
+        store: DurableStore,
         *,
         registry: Registry | None = None,
         metrics: CollectorMetrics | None = None,
     ) -> None:
         self._settings = settings
-        self._influx = influx
+        self._store = store
         self._metrics = metrics or CollectorMetrics()
         self._builder = BatchBuilder(
             Limits(
@@ -74,8 +86,9 @@ class Collector:
         self._generation = 0
         self._taking = threading.Event()
         self._taking.set()
+        self._closing = threading.Event()
         self._connected = threading.Event()
-        self._next_rejection_ns = 0
+        self._backoff = Backoff(0.5, settings.reconnect_max_s)
         self._client = self._make_client()
 
     @property
@@ -92,17 +105,18 @@ class Collector:
 
     def _make_client(self) -> mqtt.Client:
         endpoint = mqtt_endpoint(self._settings.mqtt_url)
-        client = mqtt.Client(
+        client = _JitteredClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
+        client.backoff = self._backoff
+        client.closing = self._closing
         if endpoint.username:
             client.username_pw_set(endpoint.username, endpoint.password)
         if endpoint.tls:
             client.tls_set()
-        client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -112,7 +126,7 @@ class Collector:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._settings.session_expiry_s
         # Mosquitto allows only 20 unacknowledged messages in flight unless told more; the
-        # batch needs room for all the messages it holds until the write is durable.
+        # batch needs room for all the messages it holds until they are durable.
         props.ReceiveMaximum = self._settings.effective_receive_maximum
         return props
 
@@ -128,15 +142,19 @@ class Collector:
             log.error("broker refused connection", extra={"reason": str(reason)})
             return
         self._generation += 1
+        if self._generation > 1:
+            self._metrics.mqtt_reconnects.inc()
+        self._backoff.reset()
         # Re-subscribing an identical filter replaces the session's subscription, never doubles it.
-        client.subscribe(self._settings.topic, qos=1)
+        client.subscribe(self._settings.subscription, qos=1)
         self._connected.set()
+        self._metrics.mqtt_connected.set(1)
         log.info(
             "connected to broker",
             extra={
                 "client_id": self._settings.client_id,
                 "session_present": flags.session_present,
-                "topic": self._settings.topic,
+                "subscription": self._settings.subscription,
             },
         )
 
@@ -149,12 +167,13 @@ class Collector:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
-        if self._taking.is_set():
-            log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
+        self._metrics.mqtt_connected.set(0)
+        if not self._closing.is_set():
+            log.warning("broker connection lost; reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Runs on paho's network thread: only hand the message over. Once draining, messages
-        # are left unacknowledged; the broker keeps them in the session for the next start.
+        # Runs on the network thread: only hand the message over. Once draining, messages are
+        # left unacknowledged; the broker keeps them in the session for the next start.
         if self._taking.is_set():
             self._inbox.append(
                 _Received(
@@ -171,7 +190,7 @@ class Collector:
     def run(self, stop: threading.Event) -> None:
         """Collect until `stop` is set, then drain: stop taking, flush, acknowledge, disconnect."""
         endpoint = mqtt_endpoint(self._settings.mqtt_url)
-        self._influx.create_database()
+        self._store.replay(budget_s=0.0, force_probe=True)  # learn InfluxDB's state at once
         self._client.connect_async(
             endpoint.host,
             endpoint.port,
@@ -183,9 +202,13 @@ class Collector:
         try:
             while not stop.is_set():
                 self._take()
+                worked = False
                 if self._batch_due():
-                    self._flush(deadline=None, stop=stop)
-                elif not self._inbox:
+                    self._flush(stop=stop, deadline=None)
+                    worked = True
+                if self._store.spool and self._store.replay():
+                    worked = True  # the spool drains between batches, oldest first
+                if not worked and not self._inbox:
                     stop.wait(_IDLE_WAIT_S)
         finally:
             self._drain()
@@ -220,30 +243,35 @@ class Collector:
         try:
             while self._pending or self._inbox:
                 self._take()
-                if not self._flush(deadline=deadline, stop=None):
+                if not self._flush(stop=None, deadline=deadline):
                     log.warning(
-                        "shutdown deadline reached; unwritten messages stay with the broker",
+                        "shutdown deadline reached; unacknowledged messages stay with the broker",
                         extra={"unacked": len(self._pending) + len(self._inbox)},
                     )
                     break
         finally:
+            self._closing.set()
             self._client.disconnect()
             self._client.loop_stop()
             log.info("stopped")
 
-    def _flush(self, *, deadline: float | None, stop: threading.Event | None) -> bool:
-        """Write the current batch and acknowledge it; False if it could not be made durable."""
+    def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> bool:
+        """Make the current batch durable and acknowledge it; False if that was not possible."""
         batch = self._builder.build()
+        readings = batch.readings
+        self._metrics.readings_received.inc(
+            readings + sum(1 for r in batch.rejections if r.index >= 0)
+        )
         body = self._encode(batch)
-        if body and not self._write(body, deadline=deadline, stop=stop):
-            # Not durable: keep the acks back. The broker redelivers these messages.
-            self._pending.clear()
+        if body and not self._store.persist(body, readings, stop=stop, deadline=deadline):
+            # Not durable: hold the acks back. The broker delivers these messages again after
+            # the session resumes (the process is stopping when this happens).
+            self._pending = []
             return False
         for kind, columns in batch.columns.items():
             self._metrics.readings_written.labels(kind).inc(len(columns))
             if len(columns):
-                lag = time.time() - float(columns.ts_ns.max()) / 1e9
-                self._metrics.lag_seconds.set(lag)
+                self._metrics.lag_seconds.set(time.time() - float(columns.ts_ns.max()) / 1e9)
         for rejection in batch.rejections:
             self._metrics.rejected.labels(rejection.reason.value).inc()
         self._ack(self._pending)
@@ -253,75 +281,19 @@ class Collector:
     def _encode(self, batch: Batch) -> bytes:
         parts = [encode_readings(columns) for columns in batch.columns.values()]
         if batch.rejections:
-            parts.append(self._encode_rejections(batch.rejections))
-        return "\n".join(p for p in parts if p).encode()
-
-    def _encode_rejections(self, rejections: list[Rejection]) -> str:
-        first = max(time.time_ns(), self._next_rejection_ns)
-        text, self._next_rejection_ns = encode_rejections(
-            rejections, collector=self._settings.client_id, first_ns=first
-        )
-        for rejection in rejections:
-            log.info(
-                "rejected",
-                extra={
-                    "reason": rejection.reason.value,
-                    "topic": rejection.topic,
-                    "index": rejection.index,
-                    "detail": rejection.detail,
-                },
-            )
-        return text
-
-    def _write(
-        self,
-        body: bytes,
-        *,
-        deadline: float | None,
-        stop: threading.Event | None,
-        record_refusal: bool = True,
-    ) -> bool:
-        delay = 0.1
-        while True:
-            started = time.perf_counter()
-            try:
-                self._influx.write(body, precision="n")
-            except InfluxUnavailableError as exc:
-                self._metrics.influx_errors.labels("unavailable").inc()
-                log.warning("InfluxDB unavailable; retrying", extra={"error": str(exc)})
-                if exc.database_missing:
-                    self._influx.create_database()
-            except InfluxClientError as exc:
-                # Retrying the same body cannot help. InfluxDB 1.x stores the valid points of a
-                # partial write; keep its explanation as a rejection so nothing vanishes silently.
-                self._metrics.influx_errors.labels("client").inc()
-                log.error("InfluxDB refused the batch", extra={"error": exc.message})
-                if not record_refusal:
-                    return True  # the refusal record itself was refused: the log keeps it
-                return self._record_refusal(exc, deadline=deadline, stop=stop)
-            else:
-                self._metrics.batch_write_seconds.observe(time.perf_counter() - started)
-                return True
-            if deadline is not None and time.monotonic() + delay > deadline:
-                return False
-            if stop is not None and stop.wait(delay):
-                return False
-            if stop is None:
-                time.sleep(delay)
-            delay = min(_RETRY_MAX_S, delay * 2)
-
-    def _record_refusal(
-        self, exc: InfluxClientError, *, deadline: float | None, stop: threading.Event | None
-    ) -> bool:
-        refusal = Rejection(
-            reason=Reason.INFLUX_REJECTED,
-            detail=exc.message,
-            topic="",
-            payload=b"",
-        )
-        self._metrics.rejected.labels(Reason.INFLUX_REJECTED.value).inc()
-        body = self._encode_rejections([refusal]).encode()
-        return self._write(body, deadline=deadline, stop=stop, record_refusal=False)
+            parts.append(self._store.encode_rejections(batch.rejections))
+            for rejection in batch.rejections:
+                log.info(
+                    "rejected",
+                    extra={
+                        "reason": rejection.reason.value,
+                        "topic": rejection.topic,
+                        "index": rejection.index,
+                        "detail": rejection.detail,
+                    },
+                )
+        # backslashreplace: a lone surrogate smuggled in through a JSON escape must not crash us.
+        return "\n".join(p for p in parts if p).encode("utf-8", errors="backslashreplace")
 
     def _ack(self, received: list[_Received]) -> None:
         generation = self._generation

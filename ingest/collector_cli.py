@@ -17,6 +17,8 @@ from ingest.logs import configure_logging
 from ingest.metrics import CollectorMetrics
 from ingest.registry import Registry
 from ingest.settings import Settings, mqtt_endpoint
+from ingest.spool import Spool
+from ingest.store import DurableStore
 
 __all__ = ["ingest"]
 
@@ -36,6 +38,16 @@ log = logging.getLogger(__name__)
     help="Device registry CSV; without it any well-formed device is accepted [PANTAU_REGISTRY]",
 )
 @click.option("--client-id", help="Stable MQTT client id of this collector [PANTAU_CLIENT_ID]")
+@click.option(
+    "--share-group",
+    help="Join this MQTT v5 shared-subscription group ($share/GROUP/...) [PANTAU_SHARE_GROUP]",
+)
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local spool folder [PANTAU_SPOOL_DIR], default .pantau/spool/<client id>",
+)
+@click.option("--spool-max-bytes", type=int, help="Spool size bound [PANTAU_SPOOL_MAX_BYTES]")
 @click.option("--batch-size", type=int, help="Readings per write [PANTAU_BATCH_SIZE], default 5000")
 @click.option(
     "--batch-interval",
@@ -64,14 +76,23 @@ def ingest(**options: Any) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_username,
-        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
-        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
-        timeout_s=settings.influx_timeout_s,
-    ) as influx:
+    with (
+        InfluxClient(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_username,
+            password=settings.influx_password.get_secret_value()
+            if settings.influx_password
+            else None,
+            token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+            timeout_s=settings.influx_timeout_s,
+        ) as influx,
+        Spool(
+            settings.effective_spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            segment_bytes=settings.spool_segment_bytes,
+        ) as spool,
+    ):
         endpoint = mqtt_endpoint(settings.mqtt_url)
         log.info(
             "starting collector",
@@ -80,6 +101,15 @@ def ingest(**options: Any) -> None:
                 "influx": settings.influx_url,
                 "db": settings.influx_db,
                 "registry": str(settings.registry or ""),
+                "spool": str(settings.effective_spool_dir),
             },
         )
-        Collector(settings, influx, registry=registry, metrics=metrics).run(stop)
+        influx.create_database()
+        store = DurableStore(
+            influx,
+            spool,
+            metrics,
+            collector_id=settings.client_id,
+            rejected_payload_bytes=settings.rejected_payload_bytes,
+        )
+        Collector(settings, store, registry=registry, metrics=metrics).run(stop)

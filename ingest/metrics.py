@@ -22,7 +22,10 @@ class CollectorMetrics:
             "pantau_messages_acked", "MQTT messages acknowledged after a durable write", registry=r
         )
         self.readings_written = Counter(
-            "pantau_readings_written", "Readings written to InfluxDB", ["kind"], registry=r
+            "pantau_readings_written",
+            "Readings written to InfluxDB directly (replays: pantau_readings_replayed)",
+            ["kind"],
+            registry=r,
         )
         self.rejected = Counter(
             "pantau_rejected",
@@ -44,6 +47,36 @@ class CollectorMetrics:
             "Time to write one batch to InfluxDB",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
+        )
+        self.readings_received = Counter(
+            "pantau_readings_received", "Readings received (good and rejected)", registry=r
+        )
+        self.readings_spooled = Counter(
+            "pantau_readings_spooled", "Readings fsynced to the local spool", registry=r
+        )
+        self.batches_spooled = Counter(
+            "pantau_batches_spooled", "Batches fsynced to the local spool", registry=r
+        )
+        self.readings_replayed = Counter(
+            "pantau_readings_replayed", "Spooled readings written to InfluxDB", registry=r
+        )
+        self.batches_replayed = Counter(
+            "pantau_batches_replayed", "Spooled batches written to InfluxDB", registry=r
+        )
+        self.spool_bytes = Gauge("pantau_spool_bytes", "Bytes held in the spool", registry=r)
+        self.spool_readings = Gauge(
+            "pantau_spool_readings", "Readings waiting in the spool", registry=r
+        )
+        self.spool_full = Gauge(
+            "pantau_spool_full",
+            "1 while the spool is full and acknowledgements are held back",
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "pantau_mqtt_connected", "1 while the broker session is up", registry=r
+        )
+        self.mqtt_reconnects = Counter(
+            "pantau_mqtt_reconnects", "Broker sessions resumed after a lost connection", registry=r
         )
         self.lag_seconds = Gauge(
             "pantau_lag_seconds",

@@ -30,14 +30,22 @@ class Settings(BaseSettings):
     influx_username: str | None = None
     influx_password: SecretStr | None = None
     influx_token: SecretStr | None = None  # InfluxDB 2.x/3.x v1-compatible endpoints
-    influx_timeout_s: float = Field(default=10.0, gt=0)
+    # A write slower than this counts as a failure: the batch goes to the spool instead.
+    influx_timeout_s: float = Field(default=5.0, gt=0)
     registry: Path | None = None  # None: development mode, any well-formed device is accepted
 
     # The MQTT session.
     topic: str = "city/+/+/+/+"
-    client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    client_id: str = Field(default_factory=_default_client_id, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=0xFFFFFFFF)
     receive_maximum: int | None = Field(default=None, ge=1, le=65535)
+
+    # The local spool (used while InfluxDB is down, slow or failing).
+    spool_dir: Path | None = None  # default: <services_dir>/spool/<client_id>
+    spool_max_bytes: int = Field(default=1024**3, ge=1024)
+    spool_segment_bytes: int = Field(default=16 * 1024**2, ge=1024)
 
     # Batching.
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
@@ -73,6 +81,20 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"influx_url must be http(s)://host:port, got {value!r}")
         return value.rstrip("/")
+
+    @property
+    def subscription(self) -> str:
+        """The filter to subscribe: the topic, inside a shared-subscription group if one is set."""
+        if self.share_group:
+            return f"$share/{self.share_group}/{self.topic}"
+        return self.topic
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        """The spool folder; one per collector identity, so replicas never share one."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        return self.services_dir / "spool" / self.client_id
 
     @property
     def effective_receive_maximum(self) -> int:

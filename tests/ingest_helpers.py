@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -34,6 +38,7 @@ def running_collector(
     registry: Path | None = None,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    spool_dir: Path | None = None,
     extra_args: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`pantau ingest` as a real process; SIGTERM on exit (the test checks the exit itself)."""
@@ -41,6 +46,8 @@ def running_collector(
     args += ["--topic", topic, "--client-id", client_id or f"test-{uuid.uuid4().hex[:10]}"]
     if registry is not None:
         args += ["--registry", str(registry)]
+    spool = spool_dir or Path(tempfile.mkdtemp(prefix="pantau-spool-"))
+    args += ["--spool-dir", str(spool)]
     args += extra_args or []
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
     full_env.update(env or {})
@@ -122,3 +129,128 @@ def rows(influx: InfluxClient, measurement: str) -> list[dict[str, Any]]:
         columns = series["columns"]
         out.extend(dict(zip(columns, values, strict=True)) for values in series["values"])
     return out
+
+
+class Stream:
+    """A known stream of air-quality readings, published at a fixed rate from a thread.
+
+    The publisher keeps a persistent MQTT v5 session and paho's own queue, so it rides out
+    broker restarts like a real gateway. `expected` holds every point it publishes.
+    """
+
+    def __init__(
+        self,
+        mqtt_url: str,
+        city: str,
+        *,
+        readings: int = 50_000,
+        per_message: int = 5,
+        rate: float = 1000.0,
+        devices: int = 100,
+    ) -> None:
+        self.mqtt_url = mqtt_url
+        self.rate = rate
+        start = time.time() - 6 * 3600
+        self.messages: list[tuple[str, bytes]] = []
+        self.expected: dict[tuple[str, int], float] = {}
+        for first in range(0, readings, per_message):
+            device = (first // per_message) % devices
+            device_id = f"aq-{device:04d}"
+            topic = f"city/{city}/d{device % 18:02d}/air_quality/{device_id}"
+            batch = []
+            for i in range(first, min(first + per_message, readings)):
+                ts = round(start + i * 0.25, 3)
+                value = round((i * 7919) % 5000 / 10.0, 1)
+                batch.append({"ts": ts, "pm25": value})
+                self.expected[(device_id, round(ts * 1e6) * 1000)] = value
+            self.messages.append((topic, json.dumps(batch).encode()))
+        self.published = 0
+        self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> Stream:
+        """Begin publishing in the background."""
+        self._thread.start()
+        return self
+
+    def progress(self) -> float:
+        """Share of messages handed to the client so far."""
+        return self.published / len(self.messages)
+
+    def wait_progress(self, share: float, timeout: float = 60) -> None:
+        """Block until `share` of the stream is published."""
+        assert wait_for(lambda: self.progress() >= share, timeout, interval=0.05)
+
+    def join(self, timeout: float = 180) -> None:
+        """Wait until the broker has acknowledged every message."""
+        assert self._done.wait(timeout), f"stream stuck at {self.progress():.0%}"
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        endpoint = mqtt_endpoint(self.mqtt_url)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"stream-{uuid.uuid4().hex[:10]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(0.2, 1)
+        try:
+            client.connect(endpoint.host, endpoint.port, clean_start=False)
+            client.loop_start()
+            infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
+            began = time.monotonic()
+            for n, (topic, payload) in enumerate(self.messages):
+                delay = began + n / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                while len(infos) >= 20_000:  # packet ids wrap at 65,535
+                    if infos[0].is_published():
+                        infos.popleft()
+                    else:
+                        time.sleep(0.01)
+                info = client.publish(topic, payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    # Broker away: paho keeps a QoS 1 message queued and sends it after the
+                    # reconnect; track its completion like any other.
+                    info.rc = mqtt.MQTT_ERR_SUCCESS
+                infos.append(info)
+                self.published = n + 1
+            deadline = time.monotonic() + 120
+            while infos and time.monotonic() < deadline:
+                if infos[0].is_published():
+                    infos.popleft()
+                else:
+                    time.sleep(0.02)
+            assert not infos, f"{len(infos)} publishes never acknowledged by the broker"
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self._done.set()
+
+
+def stored_points(influx: InfluxClient) -> dict[tuple[str, int], float]:
+    """Every air_quality point as {(device_id, ts_ns): pm25}."""
+    out: dict[tuple[str, int], float] = {}
+    for row in rows(influx, "air_quality"):
+        out[(row["device_id"], row["time"])] = row["pm25"]
+    return out
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The collector's Prometheus metrics as {name{labels}: value}; empty if it is not up."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    metrics: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            metrics[name] = float(value)
+    return metrics
