@@ -165,6 +165,25 @@ def metric(port: int, name: str) -> int:
     return 0
 
 
+def influx_alone(url: str, db: str, points: int, batch: int = 5000) -> float:
+    """Points/s InfluxDB takes from one writer of pre-encoded 5,000-line bodies (the ceiling)."""
+    httpx.post(f"{url}/query", params={"q": f'CREATE DATABASE "{db}"'})
+    start_ns = (int(time.time()) - 86400) * 10**9
+    bodies = [
+        "\n".join(
+            f"air_quality,city=x,district=d{i % 18:02d},device_id=aq-{i % 1000:04d} "
+            f"pm25={10 + i % 400 / 10},pm10={20 + i % 700 / 10},no2=21.5 {start_ns + i * 10**7}"
+            for i in range(first, first + batch)
+        ).encode()
+        for first in range(0, points, batch)
+    ]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        began = time.perf_counter()
+        for body in bodies:
+            client.post("/write", params={"db": db, "precision": "n"}, content=body)
+        return points / (time.perf_counter() - began)
+
+
 def main() -> None:
     """Run both consumers for single-reading messages and for gateway batches."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -180,6 +199,8 @@ def main() -> None:
         influx.start()
         try:
             results: list[Result] = []
+            rate = influx_alone(influx.url, "ceiling", args.messages)
+            print(f"InfluxDB alone (one writer, 5,000-line bodies): {rate:,.0f} points/s")
             for per_message, count in (
                 (1, args.messages),
                 (args.batch, args.messages // args.batch),
