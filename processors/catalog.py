@@ -22,6 +22,9 @@ class FieldSpec:
     high: float
     description: str
     binary: bool = False  # only 0 or 1 is valid (JSON true/false are accepted too)
+    varies: bool = False  # a working sensor's value keeps changing: a long frozen run is a fault
+    max_rate_per_h: float = float("inf")  # a faster change between readings is implausible
+    resolution: float = 0.01  # smallest meaningful step (> 0); floors the spike scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,18 @@ class KindSpec:
         """Upper valid bound per column."""
         return np.array([f.high for f in self.fields], dtype=np.float64)
 
+    def varies_mask(self) -> npt.NDArray[np.bool_]:
+        """True for columns whose values keep changing on a working sensor."""
+        return np.array([f.varies for f in self.fields], dtype=np.bool_)
+
+    def max_rates_per_h(self) -> npt.NDArray[np.float64]:
+        """Largest plausible change per hour per column."""
+        return np.array([f.max_rate_per_h for f in self.fields], dtype=np.float64)
+
+    def resolutions(self) -> npt.NDArray[np.float64]:
+        """Smallest meaningful step per column."""
+        return np.array([f.resolution for f in self.fields], dtype=np.float64)
+
     def binary_mask(self) -> npt.NDArray[np.bool_]:
         """True for columns that only take 0 or 1."""
         return np.array([f.binary for f in self.fields], dtype=np.bool_)
@@ -59,23 +74,108 @@ class KindSpec:
 _AIR = KindSpec(
     "air_quality",
     (
-        FieldSpec("pm25", "ug/m3", 0.0, 2000.0, "PM2.5 mass concentration"),
-        FieldSpec("pm10", "ug/m3", 0.0, 3000.0, "PM10 mass concentration"),
-        FieldSpec("so2", "ug/m3", 0.0, 10000.0, "sulphur dioxide"),
-        FieldSpec("no2", "ug/m3", 0.0, 10000.0, "nitrogen dioxide"),
-        FieldSpec("o3", "ug/m3", 0.0, 5000.0, "ozone"),
-        FieldSpec("co", "ug/m3", 0.0, 150000.0, "carbon monoxide (ug/m3, as ISPU uses)"),
-        FieldSpec("hc", "ug/m3", 0.0, 10000.0, "non-methane hydrocarbons"),
-        FieldSpec("temperature", "C", -40.0, 70.0, "air temperature"),
-        FieldSpec("humidity", "%", 0.0, 100.0, "relative humidity"),
+        FieldSpec(
+            "pm25",
+            "ug/m3",
+            0.0,
+            2000.0,
+            "PM2.5 mass concentration",
+            varies=True,
+            max_rate_per_h=1500.0,
+            resolution=1.0,
+        ),
+        FieldSpec(
+            "pm10",
+            "ug/m3",
+            0.0,
+            3000.0,
+            "PM10 mass concentration",
+            varies=True,
+            max_rate_per_h=2000.0,
+            resolution=1.0,
+        ),
+        FieldSpec(
+            "so2",
+            "ug/m3",
+            0.0,
+            10000.0,
+            "sulphur dioxide",
+            varies=True,
+            max_rate_per_h=3000.0,
+            resolution=1.0,
+        ),
+        FieldSpec(
+            "no2",
+            "ug/m3",
+            0.0,
+            10000.0,
+            "nitrogen dioxide",
+            varies=True,
+            max_rate_per_h=3000.0,
+            resolution=1.0,
+        ),
+        FieldSpec(
+            "o3", "ug/m3", 0.0, 5000.0, "ozone", varies=True, max_rate_per_h=2000.0, resolution=1.0
+        ),
+        FieldSpec(
+            "co",
+            "ug/m3",
+            0.0,
+            150000.0,
+            "carbon monoxide (ug/m3, as ISPU uses)",
+            varies=True,
+            max_rate_per_h=50000.0,
+            resolution=10.0,
+        ),
+        FieldSpec(
+            "hc",
+            "ug/m3",
+            0.0,
+            10000.0,
+            "non-methane hydrocarbons",
+            varies=True,
+            max_rate_per_h=3000.0,
+            resolution=1.0,
+        ),
+        FieldSpec(
+            "temperature",
+            "C",
+            -40.0,
+            70.0,
+            "air temperature",
+            varies=True,
+            max_rate_per_h=20.0,
+            resolution=0.1,
+        ),
+        FieldSpec(
+            "humidity",
+            "%",
+            0.0,
+            100.0,
+            "relative humidity",
+            varies=True,
+            max_rate_per_h=60.0,
+            resolution=0.5,
+        ),
     ),
 )
 _WATER = KindSpec(
     "water_level",
     (
-        FieldSpec("level_cm", "cm", -1000.0, 10000.0, "water level above the gauge datum"),
+        # Rivers in flood rise tens of cm per hour (Katulampa: ~37 cm/h, domain.md 3.2); a
+        # faster jump between readings is a sensor or datum fault, not water.
+        FieldSpec(
+            "level_cm",
+            "cm",
+            -1000.0,
+            10000.0,
+            "water level above the gauge datum",
+            varies=True,
+            max_rate_per_h=300.0,
+            resolution=1.0,
+        ),
         FieldSpec("rain_mm", "mm", 0.0, 500.0, "rain since the previous reading"),
-        FieldSpec("battery_v", "V", 0.0, 30.0, "logger battery voltage"),
+        FieldSpec("battery_v", "V", 0.0, 30.0, "logger battery voltage", resolution=0.05),
     ),
 )
 _LIGHT = KindSpec(
@@ -83,11 +183,13 @@ _LIGHT = KindSpec(
     (
         FieldSpec("lamp_on", "0/1", 0.0, 1.0, "lamp switched on", binary=True),
         FieldSpec("dim_pct", "%", 0.0, 100.0, "dimming level (100 = full output)"),
-        FieldSpec("power_w", "W", 0.0, 2000.0, "active power drawn"),
-        FieldSpec("voltage_v", "V", 0.0, 300.0, "supply voltage"),
-        FieldSpec("current_a", "A", 0.0, 20.0, "supply current"),
+        FieldSpec("power_w", "W", 0.0, 2000.0, "active power drawn", resolution=1.0),
+        FieldSpec("voltage_v", "V", 0.0, 300.0, "supply voltage", varies=True, resolution=0.5),
+        FieldSpec("current_a", "A", 0.0, 20.0, "supply current", resolution=0.01),
         FieldSpec("energy_wh", "Wh", 0.0, 1e12, "cumulative energy counter"),
-        FieldSpec("lux", "lx", 0.0, 200000.0, "ambient illuminance at the photocell"),
+        FieldSpec(
+            "lux", "lx", 0.0, 200000.0, "ambient illuminance at the photocell", resolution=1.0
+        ),
     ),
 )
 

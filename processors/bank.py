@@ -1,0 +1,196 @@
+"""The detector bank of one device kind: per-device state in arrays, one batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from processors.catalog import KindSpec
+from processors.detectors import (
+    Findings,
+    RateDetector,
+    SilenceDetector,
+    SpikeDetector,
+    StuckDetector,
+    streetlight_findings,
+)
+from processors.state import DeviceTable, grow, order_batch
+
+__all__ = ["SEVERITY", "DeviceFacts", "KindProcessor"]
+
+# How urgent each finding is for the operations centre.
+SEVERITY: Final = {
+    "impossible": "critical",
+    "flood_rise": "critical",
+    "spike": "warning",
+    "stuck": "warning",
+    "rate_of_change": "warning",
+    "dropout": "warning",
+    "lamp_out": "warning",
+    "power_off_rating": "warning",
+    "day_burn": "info",
+    "dim_not_honoured": "info",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the registry knows of a device (NaN where it knows nothing)."""
+
+    lat: float = float("nan")
+    lon: float = float("nan")
+    interval_s: float = float("nan")
+    rated_w: float = float("nan")
+    waspada_cm: float = float("nan")
+    siaga_cm: float = float("nan")
+    awas_cm: float = float("nan")
+
+
+_FACTS: Final = tuple(f.name for f in fields(DeviceFacts))
+
+
+class KindProcessor:
+    """All detectors of one kind over all its devices; state survives via snapshot/restore."""
+
+    def __init__(self, spec: KindSpec, facts: Mapping[str, DeviceFacts] | None = None) -> None:
+        self.spec = spec
+        self.facts = dict(facts or {})
+        self.table = DeviceTable()
+        self.last_ts = np.full(0, np.nan)
+        self.device_facts = {name: np.full(0, np.nan) for name in _FACTS}
+        self.spike = SpikeDetector(spec.resolutions())
+        self.stuck = StuckDetector(spec.varies_mask())
+        names = spec.field_names
+        self.rate = RateDetector(
+            spec.max_rates_per_h(),
+            rise_field=names.index("level_cm") if "level_cm" in names else None,
+            rain_field=names.index("rain_mm") if "rain_mm" in names else None,
+        )
+        self.silence = SilenceDetector()
+        self._lows, self._highs = spec.lows(), spec.highs()
+
+    def _ensure(self, rows: npt.NDArray[np.intp]) -> None:
+        known = len(self.last_ts)
+        capacity = len(self.table)
+        if capacity <= known:
+            return
+        capacity = max(capacity, 2 * known)
+        self.last_ts = grow(self.last_ts, capacity, np.nan)
+        for name in _FACTS:
+            self.device_facts[name] = grow(self.device_facts[name], capacity, np.nan)
+        for detector in (self.spike, self.stuck, self.rate, self.silence):
+            detector.ensure(capacity)
+        for row in range(known, len(self.table)):
+            facts = self.facts.get(self.table.device_id(row))
+            if facts is not None:
+                for name in _FACTS:
+                    self.device_facts[name][row] = getattr(facts, name)
+        self.silence.known[known : len(self.table)] = self.device_facts["interval_s"][
+            known : len(self.table)
+        ]
+
+    def process(
+        self,
+        device_ids: npt.ArrayLike,
+        ts: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+        present: npt.NDArray[np.bool_],
+    ) -> list[Findings]:
+        """Score one batch (any order, repeats allowed) and learn from its new readings."""
+        rows = self.table.rows(device_ids)
+        self._ensure(rows)
+        n = len(rows)
+        ref_all = np.arange(n, dtype=np.int64)
+        with np.errstate(invalid="ignore"):
+            possible = (values >= self._lows) & (values <= self._highs) & np.isfinite(values)
+        impossible = present & ~possible
+        r, f = np.nonzero(present)
+        findings = [
+            Findings(
+                "impossible",
+                ref_all[r],
+                rows[r],
+                f.astype(np.intp),
+                ts[r],
+                values[r, f],
+                impossible[r, f].astype(np.float64),
+                impossible[r, f],
+            )
+        ]
+        usable = present & possible
+        ordered = order_batch(rows, ts, self.last_ts)
+        spikes, stucks, rates, floods, gaps = [], [], [], [], []
+        for positions in ordered.rounds:
+            idx = ordered.index[positions]
+            rr, tt, vv, pp = rows[idx], ts[idx], values[idx], usable[idx]
+            ref = idx.astype(np.int64)
+            spikes.append(self.spike.step(rr, tt, vv, pp, ref))
+            stucks.append(self.stuck.step(rr, tt, vv, pp, ref))
+            rate, flood = self.rate.step(rr, tt, vv, pp, ref)
+            rates.append(rate)
+            floods.append(flood)
+            gaps.append(self.silence.step(rr, tt, ref))
+            self.last_ts[rr] = tt
+        findings += [
+            Findings.concat("spike", spikes),
+            Findings.concat("stuck", stucks),
+            Findings.concat("rate_of_change", rates),
+            Findings.concat("flood_rise", floods),
+            Findings.concat("dropout", gaps),
+        ]
+        if self.spec.kind == "streetlight" and len(ordered.index):
+            idx = ordered.index
+            findings += streetlight_findings(
+                rows[idx],
+                ts[idx],
+                values[idx],
+                usable[idx],
+                idx.astype(np.int64),
+                lat=self.device_facts["lat"],
+                lon=self.device_facts["lon"],
+                rated_w=self.device_facts["rated_w"],
+            )
+        return findings
+
+    def sweep(self, now: float) -> Findings:
+        """Devices gone silent by `now` (each reported once per silence)."""
+        return self.silence.sweep(now)
+
+    def device_id(self, row: int) -> str:
+        """The device id of a state row."""
+        return self.table.device_id(row)
+
+    # -- surviving a restart ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, npt.NDArray[Any]]:
+        """Every state array, by name, for saving (e.g. numpy.savez)."""
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "ids": np.array(self.table.ids, dtype=str),
+            "last_ts": self.last_ts,
+        }
+        for detector in (self.spike, self.stuck, self.rate, self.silence):
+            for name, value in vars(detector).items():
+                if isinstance(value, np.ndarray) and value.shape[:1] == self.last_ts.shape[:1]:
+                    arrays[f"{detector.name}.{name}"] = value
+        return arrays
+
+    def restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Load state saved by snapshot() (same kind); devices keep their rows."""
+        self.table = DeviceTable(str(d) for d in arrays["ids"])
+        self.last_ts = np.array(arrays["last_ts"], dtype=np.float64)
+        rows = np.arange(len(self.table), dtype=np.intp)
+        for detector in (self.spike, self.stuck, self.rate, self.silence):
+            for name, value in vars(detector).items():
+                key = f"{detector.name}.{name}"
+                if isinstance(value, np.ndarray) and key in arrays:
+                    setattr(detector, name, np.array(arrays[key], dtype=value.dtype))
+        self.device_facts = {name: np.full(len(rows), np.nan) for name in _FACTS}
+        for row in rows.tolist():
+            facts = self.facts.get(self.table.device_id(row))
+            if facts is not None:
+                for name in _FACTS:
+                    self.device_facts[name][row] = getattr(facts, name)

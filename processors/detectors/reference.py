@@ -1,0 +1,227 @@
+"""Slow, obviously correct twins of the vectorised detectors: one reading at a time, dicts.
+
+They take the same batch semantics as KindProcessor (sort by device and time, skip readings
+not newer than the last one processed for the device) and must give the same decisions and
+scores; tests/test_detectors_reference.py checks that with hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from processors.catalog import KindSpec
+
+__all__ = ["ReferenceBank", "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One judged reading: detector, reading reference, field (-1: device), decision, score."""
+
+    detector: str
+    ref: int
+    field: int
+    flag: bool
+    score: float
+
+
+@dataclass
+class _FieldState:
+    prev: float | None = None
+    mid: float | None = None
+    mid_ref: int = -1
+    scale: float | None = None
+    learned: int = 0
+    last: float | None = None
+    run: int = 0
+    typical: float = 0.0
+    runs: int = 0
+    rate_last: float | None = None
+    rate_ts: float | None = None
+
+
+@dataclass
+class _DeviceState:
+    last_ts: float | None = None
+    learned_interval: float | None = None
+    fields: dict[int, _FieldState] = field(default_factory=dict)
+    rain: float = 0.0
+    rain_ts: float | None = None
+
+
+class ReferenceBank:
+    """The reference twin of KindProcessor's spike, stuck, rate, flood-rise and gap detectors."""
+
+    def __init__(
+        self,
+        spec: KindSpec,
+        *,
+        spike_threshold: float = 6.0,
+        spike_alpha: float = 0.05,
+        spike_warmup: int = 10,
+        stuck_min_run: int = 6,
+        stuck_factor: float = 3.0,
+        stuck_decay: float = 0.995,
+        stuck_warmup_runs: int = 20,
+        gap_factor: float = 3.0,
+        gap_alpha: float = 0.1,
+    ) -> None:
+        self.spec = spec
+        self.p = dict(
+            spike_threshold=spike_threshold,
+            spike_alpha=spike_alpha,
+            spike_warmup=spike_warmup,
+            stuck_min_run=stuck_min_run,
+            stuck_factor=stuck_factor,
+            stuck_decay=stuck_decay,
+            stuck_warmup_runs=stuck_warmup_runs,
+            gap_factor=gap_factor,
+            gap_alpha=gap_alpha,
+        )
+        self.devices: dict[str, _DeviceState] = {}
+
+    def process(
+        self,
+        device_ids: list[str],
+        ts: list[float],
+        values: list[list[float]],
+        present: list[list[bool]],
+    ) -> list[Verdict]:
+        """Judge a batch reading by reading, in (device, time) order."""
+        verdicts: list[Verdict] = []
+        order = sorted(range(len(ts)), key=lambda i: (device_ids[i], ts[i]))
+        previous: tuple[str, float] | None = None
+        for i in order:
+            key = (device_ids[i], ts[i])
+            state = self.devices.setdefault(device_ids[i], _DeviceState())
+            duplicate = key == previous
+            previous = key
+            if duplicate or (state.last_ts is not None and ts[i] <= state.last_ts):
+                continue
+            verdicts += self._reading(state, i, ts[i], values[i], present[i])
+        return verdicts
+
+    def _usable(self, j: int, value: float, present: bool) -> bool:
+        spec = self.spec.fields[j]
+        return present and math.isfinite(value) and spec.low <= value <= spec.high
+
+    def _reading(
+        self, state: _DeviceState, ref: int, ts: float, values: list[float], present: list[bool]
+    ) -> list[Verdict]:
+        out: list[Verdict] = []
+        out += self._gap(state, ref, ts)
+        rain = self._rain(state, ts, values, present)
+        for j, spec in enumerate(self.spec.fields):
+            if not self._usable(j, values[j], present[j]):
+                continue
+            fs = state.fields.setdefault(j, _FieldState())
+            v = values[j]
+            out += self._spike(fs, ref, j, v, spec.resolution)
+            out += self._stuck(fs, ref, j, v, spec.varies)
+            out += self._rate(fs, ref, j, v, ts, spec.max_rate_per_h, spec.name, rain)
+        state.last_ts = ts
+        return out
+
+    def _spike(
+        self, fs: _FieldState, ref: int, j: int, v: float, resolution: float
+    ) -> list[Verdict]:
+        p = self.p
+        out: list[Verdict] = []
+        if fs.prev is not None and fs.mid is not None:
+            scale = max(fs.scale if fs.scale is not None else resolution, resolution)
+            limit = p["spike_threshold"] * scale
+            s = abs(fs.mid - (fs.prev + v) / 2.0) - abs(v - fs.prev) / 2.0
+            spike = fs.learned >= p["spike_warmup"] and s > limit
+            out.append(Verdict("spike", fs.mid_ref, j, spike, min(1.0, max(0.0, s / (2 * limit)))))
+            if not spike:
+                step = abs(fs.mid - fs.prev)
+                if fs.learned >= p["spike_warmup"]:
+                    step = min(step, limit)
+                fs.scale = (
+                    step if fs.scale is None else fs.scale + p["spike_alpha"] * (step - fs.scale)
+                )
+                fs.learned += 1
+                fs.prev = fs.mid
+        elif fs.mid is not None:
+            fs.prev = fs.mid
+        fs.mid, fs.mid_ref = v, ref
+        return out
+
+    def _stuck(self, fs: _FieldState, ref: int, j: int, v: float, varies: bool) -> list[Verdict]:
+        p = self.p
+
+        def limit() -> float:
+            return max(float(p["stuck_min_run"]), math.ceil(p["stuck_factor"] * fs.typical))
+
+        same = fs.last is not None and v == fs.last
+        if not same and fs.run > 0 and fs.run < limit():
+            fs.typical = max(fs.typical * p["stuck_decay"], fs.run)
+            fs.runs += 1
+        fs.run = fs.run + 1 if same else 1
+        fs.last = v
+        if not varies:
+            return []
+        stuck = fs.runs >= p["stuck_warmup_runs"] and fs.run >= limit()
+        return [Verdict("stuck", ref, j, stuck, min(1.0, fs.run / limit()))]
+
+    def _rate(
+        self,
+        fs: _FieldState,
+        ref: int,
+        j: int,
+        v: float,
+        ts: float,
+        max_rate: float,
+        name: str,
+        rain: float | None,
+    ) -> list[Verdict]:
+        out: list[Verdict] = []
+        if fs.rate_last is not None and fs.rate_ts is not None and ts > fs.rate_ts:
+            hours = (ts - fs.rate_ts) / 3600.0
+            rate = abs(v - fs.rate_last) / hours
+            fast = rate > max_rate
+            score = min(1.0, max(0.0, rate / (2 * max_rate)))
+            flood = (
+                fast
+                and name == "level_cm"
+                and rain is not None
+                and v > fs.rate_last
+                and rain >= 0.5
+            )
+            out.append(Verdict("rate_of_change", ref, j, fast and not flood, score))
+            if flood:
+                out.append(Verdict("flood_rise", ref, j, True, score))
+        fs.rate_last, fs.rate_ts = v, ts
+        return out
+
+    def _rain(
+        self, state: _DeviceState, ts: float, values: list[float], present: list[bool]
+    ) -> float | None:
+        names = self.spec.field_names
+        if "rain_mm" not in names or "level_cm" not in names:
+            return None
+        j = names.index("rain_mm")
+        elapsed = math.inf if state.rain_ts is None else (ts - state.rain_ts) / 3600.0
+        decayed = state.rain * math.exp(-max(elapsed, 0.0) / 3.0)
+        fresh = values[j] if self._usable(j, values[j], present[j]) else 0.0
+        state.rain = decayed + fresh
+        state.rain_ts = ts
+        return state.rain
+
+    def _gap(self, state: _DeviceState, ref: int, ts: float) -> list[Verdict]:
+        p = self.p
+        if state.last_ts is None:
+            return []
+        gap = ts - state.last_ts
+        interval = state.learned_interval
+        ended = interval is not None and gap > p["gap_factor"] * interval
+        score = (
+            0.0 if interval is None else min(1.0, max(0.0, gap / (2 * p["gap_factor"] * interval)))
+        )
+        if gap > 0 and (interval is None or not ended):
+            spacing = max(gap, 1.0)
+            state.learned_interval = (
+                spacing if interval is None else interval + p["gap_alpha"] * (spacing - interval)
+            )
+        return [Verdict("dropout", ref, -1, ended, score)]

@@ -1,0 +1,98 @@
+"""Stale or offline devices: silent for more than k reporting intervals.
+
+Found two ways: a periodic `sweep(now)` flags devices that have gone quiet (the live path, so
+a dead device is noticed without any data arriving), and a reading that ends a long gap flags
+the gap (histories, or a gap the sweep did not see). The interval comes from the registry, or
+is learned from the device's own spacing (gaps excluded) when the registry has none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from processors.detectors.base import Findings
+from processors.state import grow
+
+__all__ = ["SilenceDetector"]
+
+
+class SilenceDetector:
+    """Per-device silence detector with a sweep."""
+
+    name = "dropout"
+
+    def __init__(self, *, factor: float = 3.0, alpha: float = 0.1, min_interval_s: float = 1.0):
+        if factor <= 1 or not 0 < alpha <= 1:
+            raise ValueError("need factor > 1 and 0 < alpha <= 1")
+        self.factor = factor
+        self.alpha = alpha
+        self.min_interval_s = min_interval_s
+        self.last_ts = np.full(0, np.nan)
+        self.known = np.full(0, np.nan)  # registry interval
+        self.learned = np.full(0, np.nan)
+        self.silent = np.zeros(0, dtype=np.bool_)  # already reported by a sweep
+
+    def ensure(self, capacity: int) -> None:
+        """Make room for `capacity` devices."""
+        self.last_ts = grow(self.last_ts, capacity, np.nan)
+        self.known = grow(self.known, capacity, np.nan)
+        self.learned = grow(self.learned, capacity, np.nan)
+        self.silent = grow(self.silent, capacity, False)
+
+    def interval(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+        """Expected reporting interval per device (registry first, else learned)."""
+        return np.where(np.isnan(self.known[rows]), self.learned[rows], self.known[rows])
+
+    def step(
+        self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], ref: npt.NDArray[np.int64]
+    ) -> Findings:
+        """One round of new readings: report gaps they end, learn spacing, clear silence."""
+        last = self.last_ts[rows]
+        gap = ts - last
+        interval = self.interval(rows)
+        with np.errstate(invalid="ignore"):
+            ended = ~np.isnan(gap) & (gap > self.factor * interval)
+            score = np.clip(gap / (2.0 * self.factor * interval), 0.0, 1.0)
+            # Learn spacing from ordinary steps only: a gap must not teach a longer interval.
+            ordinary = ~np.isnan(gap) & (gap > 0) & (np.isnan(interval) | ~ended)
+            learned = self.learned[rows]
+            spacing = np.fmax(gap, self.min_interval_s)
+            updated = np.where(
+                np.isnan(learned), spacing, learned + self.alpha * (spacing - learned)
+            )
+        self.learned[rows] = np.where(ordinary, updated, learned)
+        report = ended & ~self.silent[rows]  # a sweep already reported this silence
+        self.silent[rows] = False
+        self.last_ts[rows] = ts
+        judged = ~np.isnan(gap)
+        return Findings(
+            self.name,
+            ref[judged],
+            rows[judged],
+            np.full(int(judged.sum()), -1, dtype=np.intp),
+            (last + self.factor * interval)[judged],  # when a sweep would have noticed
+            gap[judged],
+            np.nan_to_num(score[judged]),
+            report[judged],
+        )
+
+    def sweep(self, now: float) -> Findings:
+        """Devices silent for more than `factor` intervals at `now`, each reported once."""
+        rows = np.arange(len(self.last_ts), dtype=np.intp)
+        silence = now - self.last_ts
+        interval = self.interval(rows)
+        with np.errstate(invalid="ignore"):
+            quiet = ~self.silent & ~np.isnan(silence) & (silence > self.factor * interval)
+        self.silent |= quiet
+        r = rows[quiet]
+        return Findings(
+            self.name,
+            np.full(len(r), -1, dtype=np.int64),
+            r,
+            np.full(len(r), -1, dtype=np.intp),
+            np.full(len(r), now),
+            silence[r],
+            np.ones(len(r)),
+            np.ones(len(r), dtype=np.bool_),
+        )

@@ -1,0 +1,91 @@
+"""Streetlight faults, per reading: dark at night, lit by day, power off the lamp's rating.
+
+Day and night come from the sun's elevation at each lamp (processors.sun). Around sunrise and
+sunset photocells legitimately differ by minutes, so only readings with the sun more than
+`margin_deg` above or below the horizon are judged. The power tolerance (default 20 %) is a
+practice value, not a standard (domain.md 4.4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from processors.catalog import CATALOG
+from processors.detectors.base import Findings
+from processors.sun import solar_elevation_deg
+
+__all__ = ["streetlight_findings"]
+
+_SPEC = CATALOG["streetlight"]
+_ON, _DIM, _POWER = _SPEC.column("lamp_on"), _SPEC.column("dim_pct"), _SPEC.column("power_w")
+
+
+def streetlight_findings(
+    rows: npt.NDArray[np.intp],
+    ts: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    present: npt.NDArray[np.bool_],
+    ref: npt.NDArray[np.int64],
+    *,
+    lat: npt.NDArray[np.float64],
+    lon: npt.NDArray[np.float64],
+    rated_w: npt.NDArray[np.float64],
+    tolerance: float = 0.2,
+    margin_deg: float = 3.0,
+) -> list[Findings]:
+    """Findings `lamp_out`, `day_burn`, `power_off_rating`, `dim_not_honoured` (per row facts)."""
+    elevation = solar_elevation_deg(lat[rows], lon[rows], ts)
+    with np.errstate(invalid="ignore"):
+        day, night = elevation > margin_deg, elevation < -margin_deg
+        has_on = present[:, _ON]
+        on = has_on & (values[:, _ON] == 1.0)
+        off = has_on & (values[:, _ON] == 0.0)
+        dim = np.where(present[:, _DIM], values[:, _DIM], 100.0)
+        expected = rated_w[rows] * dim / 100.0
+        power = np.where(present[:, _POWER], values[:, _POWER], np.nan)
+        judged_power = on & ~np.isnan(power) & ~np.isnan(expected) & (expected > 0)
+        deviation = np.abs(power - expected) / expected
+        dark = off | (judged_power & (power < 0.1 * expected))
+        off_rating = judged_power & (deviation > tolerance) & ~dark
+        dim_ignored = off_rating & (dim < 100.0) & (power > expected)
+    judged_light = has_on & (day | night)
+    return [
+        _findings("lamp_out", rows, ts, ref, power, judged_light & night, dark),
+        _findings("day_burn", rows, ts, ref, values[:, _ON], judged_light & day, on),
+        _findings(
+            "power_off_rating",
+            rows,
+            ts,
+            ref,
+            power,
+            judged_power,
+            off_rating & ~dim_ignored,
+            np.clip(np.nan_to_num(deviation) / (2 * tolerance), 0, 1),
+        ),
+        _findings("dim_not_honoured", rows, ts, ref, power, judged_power, dim_ignored),
+    ]
+
+
+def _findings(
+    name: str,
+    rows: npt.NDArray[np.intp],
+    ts: npt.NDArray[np.float64],
+    ref: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    judged: npt.NDArray[np.bool_],
+    flag: npt.NDArray[np.bool_],
+    score: npt.NDArray[np.float64] | None = None,
+) -> Findings:
+    keep = judged
+    scores = flag.astype(np.float64) if score is None else score
+    return Findings(
+        name,
+        ref[keep],
+        rows[keep],
+        np.full(int(keep.sum()), -1, dtype=np.intp),
+        ts[keep],
+        value[keep],
+        scores[keep],
+        (flag & judged)[keep],
+    )

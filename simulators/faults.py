@@ -1,0 +1,125 @@
+"""Fault injection with ground truth: pure numpy edits of a series, and the truth file format.
+
+Value faults (spike, stuck, drift, noise_burst) change values in place; dropout removes
+readings. Every injected fault is one `FaultEvent`; `write_ground_truth`/`read_ground_truth`
+keep them in the CSV that `pantau evaluate` reads. Device-level faults of the simulated fleet
+(lamp_out, day_burn, power_off_rating, duplicate, out_of_order, malformed) use the same file.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FAULT_TYPES",
+    "FaultEvent",
+    "inject_drift",
+    "inject_dropout",
+    "inject_noise_burst",
+    "inject_spike",
+    "inject_stuck",
+    "read_ground_truth",
+    "write_ground_truth",
+]
+
+FAULT_TYPES: Final = (
+    "spike",
+    "stuck",
+    "drift",
+    "dropout",
+    "noise_burst",
+    "lamp_out",
+    "day_burn",
+    "power_off_rating",
+    "duplicate",
+    "out_of_order",
+    "malformed",
+)
+
+_Float = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """One injected fault: which device and field, what, and when (epoch seconds, inclusive)."""
+
+    device_id: str
+    kind: str
+    field: str  # empty for device-level faults (dropout, lamp_out, ...)
+    fault: str
+    start: float
+    end: float
+
+    def __post_init__(self) -> None:
+        if self.fault not in FAULT_TYPES:
+            raise ValueError(f"unknown fault {self.fault!r}; known: {', '.join(FAULT_TYPES)}")
+        if self.end < self.start:
+            raise ValueError(f"fault ends before it starts: {self.start} > {self.end}")
+
+
+def write_ground_truth(path: Path, events: Iterable[FaultEvent]) -> None:
+    """Write events as CSV (header: device_id,kind,field,fault,start,end)."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([f.name for f in fields(FaultEvent)])
+        for event in events:
+            writer.writerow([*astuple(event)[:4], repr(float(event.start)), repr(float(event.end))])
+
+
+def read_ground_truth(path: Path) -> list[FaultEvent]:
+    """Read a ground-truth CSV written by write_ground_truth."""
+    with path.open(newline="", encoding="utf-8") as source:
+        return [
+            FaultEvent(
+                row["device_id"],
+                row["kind"],
+                row["field"],
+                row["fault"],
+                float(row["start"]),
+                float(row["end"]),
+            )
+            for row in csv.DictReader(source)
+        ]
+
+
+def _robust_scale(values: _Float) -> float:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 1.0
+    mad = float(np.median(np.abs(finite - np.median(finite))))
+    return max(1.4826 * mad, 1e-3 * max(1.0, float(np.abs(finite).mean())))
+
+
+def inject_spike(values: _Float, index: int, *, magnitude: float = 8.0, sign: float = 1.0) -> None:
+    """One reading jumps by `magnitude` robust standard deviations of the series."""
+    values[index] += sign * magnitude * _robust_scale(values)
+
+
+def inject_stuck(values: _Float, start: int, length: int) -> None:
+    """The sensor repeats its last good value for `length` readings."""
+    values[start : start + length] = values[start - 1] if start > 0 else values[start]
+
+
+def inject_drift(values: _Float, start: int, length: int, *, total: float = 6.0) -> None:
+    """A linear offset growing to `total` robust standard deviations over the span."""
+    ramp = np.linspace(0.0, total * _robust_scale(values), length)
+    values[start : start + length] += ramp
+
+
+def inject_noise_burst(
+    values: _Float, start: int, length: int, rng: np.random.Generator, *, magnitude: float = 4.0
+) -> None:
+    """Zero-mean noise of `magnitude` robust standard deviations for `length` readings."""
+    values[start : start + length] += rng.normal(0.0, magnitude * _robust_scale(values), length)
+
+
+def inject_dropout(keep: npt.NDArray[np.bool_], start: int, length: int) -> None:
+    """The device is silent for `length` readings (marks them as not delivered)."""
+    keep[start : start + length] = False

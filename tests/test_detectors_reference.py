@@ -1,0 +1,154 @@
+"""The vectorised detector bank against its slow reference twin (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processors.bank import KindProcessor
+from processors.catalog import CATALOG
+from processors.detectors.reference import ReferenceBank
+
+KINDS = ["air_quality", "water_level"]
+
+
+@st.composite
+def batches(
+    draw: st.DrawFn,
+) -> tuple[str, list[tuple[list[str], list[float], list[list[float]], list[list[bool]]]]]:
+    kind = draw(st.sampled_from(KINDS))
+    spec = CATALOG[kind]
+    m = len(spec.fields)
+    devices = [f"d{i}" for i in range(draw(st.integers(1, 4)))]
+    # Few distinct values and times: repeats, stuck runs and duplicates are common.
+    value = st.one_of(
+        st.sampled_from([10.0, 10.0, 12.0, 15.0, 11.5]),
+        st.floats(0, 400, allow_nan=False),
+        st.sampled_from([-5.0, float("nan"), 1e9]),
+    )
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(1, 25))
+        ids = draw(st.lists(st.sampled_from(devices), min_size=n, max_size=n))
+        ts = draw(
+            st.lists(st.integers(0, 60).map(lambda k: 1e9 + 600.0 * k), min_size=n, max_size=n)
+        )
+        values = [draw(st.lists(value, min_size=m, max_size=m)) for _ in range(n)]
+        present = [draw(st.lists(st.booleans(), min_size=m, max_size=m)) for _ in range(n)]
+        out.append((ids, ts, values, present))
+    return kind, out
+
+
+def fast_verdicts(kind: str, batches_) -> set[tuple[str, int, int, int, bool, float]]:
+    bank = KindProcessor(CATALOG[kind])
+    verdicts = set()
+    for number, (ids, ts, values, present) in enumerate(batches_):
+        findings = bank.process(
+            np.array(ids), np.array(ts), np.array(values, dtype=np.float64), np.array(present)
+        )
+        for f in findings:
+            if f.detector in ("impossible",):
+                continue
+            for ref, field, flag, score in zip(
+                f.ref.tolist(), f.field.tolist(), f.flag.tolist(), f.score.tolist(), strict=True
+            ):
+                verdicts.add((f.detector, number, ref, field, flag, round(score, 9)))
+    return verdicts
+
+
+def slow_verdicts(kind: str, batches_) -> set[tuple[str, int, int, int, bool, float]]:
+    bank = ReferenceBank(CATALOG[kind])
+    verdicts = set()
+    for number, (ids, ts, values, present) in enumerate(batches_):
+        for v in bank.process(ids, ts, values, present):
+            verdicts.add((v.detector, number, v.ref, v.field, v.flag, round(v.score, 9)))
+    return verdicts
+
+
+@settings(max_examples=80, deadline=None)
+@given(batches())
+def test_vectorised_bank_agrees_with_reference(case) -> None:
+    kind, batches_ = case
+    # Same decisions and scores for the same readings, spikes (decided one reading later,
+    # possibly in a later batch) included.
+    assert fast_verdicts(kind, batches_) == slow_verdicts(kind, batches_)
+
+
+def test_many_readings_per_device_in_one_batch_equal_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    spec = CATALOG["air_quality"]
+    n = 600
+    ids = np.array([f"d{i % 6}" for i in range(n)])
+    ts = 1e9 + (np.arange(n) // 6) * 60.0
+    values = np.round(rng.normal(40, 4, (n, len(spec.fields))), 0).clip(0, 100)
+    values[300, 0] = 95.0
+    present = rng.random((n, len(spec.fields))) > 0.1
+    at_once = KindProcessor(spec)
+    one_by_one = KindProcessor(spec)
+    flagged_at_once = {
+        (f.detector, int(r), float(t))
+        for f in at_once.process(ids, ts, values, present)
+        for r, t in zip(f.row[f.flag], f.ts[f.flag], strict=True)
+    }
+    flagged_single = set()
+    for start in range(0, n, 42):  # small batches, shuffled inside, each with a redelivery
+        part = rng.permutation(np.arange(start, min(start + 42, n)))
+        part = np.r_[part, part[0]]
+        for f in one_by_one.process(ids[part], ts[part], values[part], present[part]):
+            flagged_single |= {
+                (f.detector, int(r), float(t))
+                for r, t in zip(f.row[f.flag], f.ts[f.flag], strict=True)
+            }
+    assert flagged_at_once
+    assert flagged_at_once == flagged_single
+
+
+def test_redelivered_batch_does_not_move_state() -> None:
+    spec = CATALOG["water_level"]
+    bank = KindProcessor(spec)
+    ids = np.array(["g"] * 30)
+    ts = 1e9 + np.arange(30) * 300.0
+    values = np.zeros((30, 3))
+    values[:, 0] = 100 + np.arange(30) % 5
+    present = np.zeros((30, 3), dtype=np.bool_)
+    present[:, 0] = True
+    bank.process(ids, ts, values, present)
+    before = {k: v.copy() for k, v in bank.snapshot().items()}
+    again = bank.process(ids, ts, values, present)
+    after = bank.snapshot()
+    assert all(
+        np.array_equal(before[k], after[k], equal_nan=before[k].dtype.kind == "f") for k in before
+    )
+    assert all(not f.flag.any() for f in again)
+
+
+def test_snapshot_restore_keeps_a_stuck_sensor_stuck() -> None:
+    spec = CATALOG["water_level"]
+    values = np.zeros((200, 3))
+    values[:, 0] = 100 + (np.arange(200) % 3)
+    values[150:, 0] = 123.0  # frozen
+    present = np.zeros((200, 3), dtype=np.bool_)
+    present[:, 0] = True
+    ts = 1e9 + np.arange(200) * 300.0
+    ids = np.array(["g"] * 200)
+    first = KindProcessor(spec)
+    first.process(ids[:160], ts[:160], values[:160], present[:160])
+    restored = KindProcessor(spec)
+    restored.restore(first.snapshot())
+    findings = {
+        f.detector: f for f in restored.process(ids[160:], ts[160:], values[160:], present[160:])
+    }
+    assert findings["stuck"].flag.any()
+    assert not findings["dropout"].flag.any()
+
+
+@pytest.mark.parametrize("kind", ["air_quality", "water_level", "streetlight"])
+def test_empty_batch(kind: str) -> None:
+    m = len(CATALOG[kind].fields)
+    bank = KindProcessor(CATALOG[kind])
+    findings = bank.process(
+        np.array([], dtype=str), np.empty(0), np.empty((0, m)), np.empty((0, m), bool)
+    )
+    assert all(len(f) == 0 for f in findings)
