@@ -172,7 +172,7 @@ _WATER = KindSpec(
             "water level above the gauge datum",
             varies=True,
             max_rate_per_h=300.0,
-            resolution=1.0,
+            resolution=0.1,
         ),
         FieldSpec("rain_mm", "mm", 0.0, 500.0, "rain since the previous reading"),
         FieldSpec("battery_v", "V", 0.0, 30.0, "logger battery voltage", resolution=0.05),

@@ -94,7 +94,9 @@ def _robust_scale(values: _Float) -> float:
     if finite.size == 0:
         return 1.0
     mad = float(np.median(np.abs(finite - np.median(finite))))
-    return max(1.4826 * mad, 1e-3 * max(1.0, float(np.abs(finite).mean())))
+    # A quantised series (a manual gauge at 10 cm for days) has MAD 0: use the spread instead.
+    spread = 1.4826 * mad if mad > 0 else float(finite.std())
+    return max(spread, 1e-3 * max(1.0, float(np.abs(finite).mean())))
 
 
 def inject_spike(values: _Float, index: int, *, magnitude: float = 8.0, sign: float = 1.0) -> None:

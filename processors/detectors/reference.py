@@ -57,12 +57,12 @@ class ReferenceBank:
         self,
         spec: KindSpec,
         *,
-        spike_threshold: float = 6.0,
+        spike_threshold: float = 10.0,
         spike_alpha: float = 0.05,
         spike_warmup: int = 10,
         stuck_min_run: int = 6,
         stuck_factor: float = 3.0,
-        stuck_decay: float = 0.995,
+        stuck_decay: float = 0.999,
         stuck_warmup_runs: int = 20,
         gap_factor: float = 3.0,
         gap_alpha: float = 0.1,
@@ -136,12 +136,15 @@ class ReferenceBank:
             out.append(Verdict("spike", fs.mid_ref, j, spike, min(1.0, max(0.0, s / (2 * limit)))))
             if not spike:
                 step = abs(fs.mid - fs.prev)
-                if fs.learned >= p["spike_warmup"]:
-                    step = min(step, limit)
-                fs.scale = (
-                    step if fs.scale is None else fs.scale + p["spike_alpha"] * (step - fs.scale)
-                )
-                fs.learned += 1
+                if step > 0:
+                    if fs.learned >= p["spike_warmup"]:
+                        step = min(step, 3.0 * scale)
+                    fs.scale = (
+                        step
+                        if fs.scale is None
+                        else fs.scale + p["spike_alpha"] * (step - fs.scale)
+                    )
+                    fs.learned += 1
                 fs.prev = fs.mid
         elif fs.mid is not None:
             fs.prev = fs.mid

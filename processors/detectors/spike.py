@@ -27,7 +27,7 @@ class SpikeDetector:
         self,
         resolution: npt.ArrayLike,
         *,
-        threshold: float = 6.0,
+        threshold: float = 10.0,
         alpha: float = 0.05,
         warmup: int = 10,
     ) -> None:
@@ -74,10 +74,13 @@ class SpikeDetector:
             spike = ready & (learned >= self.warmup) & (s > limit)
             score = np.clip(s / (2.0 * limit), 0.0, 1.0)
         # Learn the step into the middle reading unless it was a spike (protect the baseline).
-        learn = ready & ~spike
+        # Zero steps are not learned: a quantised series that mostly repeats itself would
+        # otherwise get a tiny scale and call every ordinary quantum step a spike. Steps are
+        # winsorised at 3 scales so a noisy stretch cannot inflate the scale in a few readings.
         with np.errstate(invalid="ignore"):
             step_size = np.abs(mid - prev)
-            step_size = np.where(learned >= self.warmup, np.fmin(step_size, limit), step_size)
+            learn = ready & ~spike & (step_size > 0)
+            step_size = np.where(learned >= self.warmup, np.fmin(step_size, 3.0 * scale), step_size)
             old = self.scale[rows]
             updated = np.where(np.isnan(old), step_size, old + self.alpha * (step_size - old))
         self.scale[rows] = np.where(learn, updated, old)

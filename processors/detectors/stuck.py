@@ -27,7 +27,7 @@ class StuckDetector:
         *,
         min_run: int = 6,
         factor: float = 3.0,
-        decay: float = 0.995,
+        decay: float = 0.999,
         warmup_runs: int = 20,
     ) -> None:
         if min_run < 2 or factor < 1 or not 0 < decay <= 1:
