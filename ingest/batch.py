@@ -58,6 +58,8 @@ class KindColumns:
     spec: KindSpec
     series: npt.NDArray[Any]  # StringDType: line-protocol measurement + tag set per row
     device_ids: npt.NDArray[Any]  # StringDType
+    cities: npt.NDArray[Any]  # StringDType
+    districts: npt.NDArray[Any]  # StringDType
     ts_ns: npt.NDArray[np.int64]  # observation time, ns since the epoch
     values: npt.NDArray[np.float64]  # (rows, fields); NaN where the reading has no such field
     present: npt.NDArray[np.bool_]  # (rows, fields)
@@ -313,6 +315,8 @@ class BatchBuilder:
         message_no = np.asarray(kind_rows.message, dtype=np.intp)[keep]
         series_of = np.array([msg.device.series_key for msg in self._messages], dtype=StringDType())
         device_of = np.array([msg.device.device_id for msg in self._messages], dtype=StringDType())
+        city_of = np.array([msg.device.city for msg in self._messages], dtype=StringDType())
+        district_of = np.array([msg.device.district for msg in self._messages], dtype=StringDType())
         # Microsecond rounding keeps float epoch seconds deterministic: a redelivered reading
         # lands on exactly the same InfluxDB timestamp and overwrites itself.
         ts_ns = np.round(ts_s[keep] * 1e6).astype(np.int64) * 1000
@@ -320,6 +324,8 @@ class BatchBuilder:
             spec=spec,
             series=series_of[message_no],
             device_ids=device_of[message_no],
+            cities=city_of[message_no],
+            districts=district_of[message_no],
             ts_ns=ts_ns,
             values=values[keep],
             present=present[keep],

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -17,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest._backoff import Backoff
 from ingest.batch import Batch, BatchBuilder, Limits
+from ingest.derived import Derivation, Derived
 from ingest.lineprotocol import encode_readings
 from ingest.metrics import CollectorMetrics
 from ingest.registry import Registry
@@ -28,6 +30,8 @@ __all__ = ["Collector"]
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S: Final = 0.01  # how often a part-filled batch checks its age
+_SWEEP_S: Final = 10.0  # how often silent devices are looked for
+_SNAPSHOT_S: Final = 60.0  # how often the processors' state is saved
 
 
 class _JitteredClient(mqtt.Client):
@@ -66,8 +70,14 @@ class Collector:
         *,
         registry: Registry | None = None,
         metrics: CollectorMetrics | None = None,
+        derivation: Derivation | None = None,
+        snapshot_path: Path | None = None,
     ) -> None:
         self._settings = settings
+        self._derivation = derivation
+        self._snapshot_path = snapshot_path
+        self._next_sweep = time.monotonic() + _SWEEP_S
+        self._next_snapshot = time.monotonic() + _SNAPSHOT_S
         self._store = store
         self._metrics = metrics or CollectorMetrics()
         self._builder = BatchBuilder(
@@ -208,6 +218,7 @@ class Collector:
                     worked = True
                 if self._store.spool and self._store.replay():
                     worked = True  # the spool drains between batches, oldest first
+                self._housekeeping(stop)
                 if not worked and not self._inbox:
                     stop.wait(_IDLE_WAIT_S)
         finally:
@@ -250,10 +261,49 @@ class Collector:
                     )
                     break
         finally:
+            self._save_snapshot()
             self._closing.set()
             self._client.disconnect()
             self._client.loop_stop()
             log.info("stopped")
+
+    def _housekeeping(self, stop: threading.Event) -> None:
+        """The periodic silence sweep and processor snapshot."""
+        now = time.monotonic()
+        if self._derivation is not None and now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_S
+            derived = self._derivation.sweep(time.time())
+            if derived.lines:
+                body = "\n".join(derived.lines).encode()
+                if self._store.persist(body, 0, stop=stop):
+                    self._publish(derived)
+        if now >= self._next_snapshot:
+            self._next_snapshot = now + _SNAPSHOT_S
+            self._save_snapshot()
+
+    def _save_snapshot(self) -> None:
+        if self._derivation is None or self._snapshot_path is None:
+            return
+        try:
+            self._derivation.save(self._snapshot_path)
+        except OSError as exc:
+            log.warning("could not save the processor snapshot", extra={"error": str(exc)})
+
+    def _derive(self, batch: Batch) -> Derived:
+        if self._derivation is None:
+            return Derived()
+        try:
+            return self._derivation.process(batch)
+        except Exception:
+            # A processor bug must never cost a reading: store the batch without derived data.
+            log.exception("processors failed on a batch; readings are stored without them")
+            self._metrics.processor_errors.inc()
+            return Derived()
+
+    def _publish(self, derived: Derived) -> None:
+        for message in derived.messages:
+            self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+        self._metrics.anomalies.inc(derived.anomalies)
 
     def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> bool:
         """Make the current batch durable and acknowledge it; False if that was not possible."""
@@ -262,7 +312,8 @@ class Collector:
         self._metrics.readings_received.inc(
             readings + sum(1 for r in batch.rejections if r.index >= 0)
         )
-        body = self._encode(batch)
+        derived = self._derive(batch)
+        body = self._encode(batch, derived.lines)
         if body and not self._store.persist(body, readings, stop=stop, deadline=deadline):
             # Not durable: hold the acks back. The broker delivers these messages again after
             # the session resumes (the process is stopping when this happens).
@@ -276,10 +327,12 @@ class Collector:
             self._metrics.rejected.labels(rejection.reason.value).inc()
         self._ack(self._pending)
         self._pending = []
+        self._publish(derived)
         return True
 
-    def _encode(self, batch: Batch) -> bytes:
+    def _encode(self, batch: Batch, derived_lines: list[str]) -> bytes:
         parts = [encode_readings(columns) for columns in batch.columns.values()]
+        parts += derived_lines
         if batch.rejections:
             parts.append(self._store.encode_rejections(batch.rejections))
             for rejection in batch.rejections:

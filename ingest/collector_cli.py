@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ingest.collector import Collector
+from ingest.derived import Derivation
 from ingest.influx import InfluxClient
 from ingest.logs import configure_logging
 from ingest.metrics import CollectorMetrics
@@ -112,4 +113,15 @@ def ingest(**options: Any) -> None:
             collector_id=settings.client_id,
             rejected_payload_bytes=settings.rejected_payload_bytes,
         )
-        Collector(settings, store, registry=registry, metrics=metrics).run(stop)
+        derivation = Derivation(registry)
+        snapshot = settings.effective_spool_dir / "processors.npz"
+        if derivation.load(snapshot):
+            log.info("processor state restored", extra={"snapshot": str(snapshot)})
+        Collector(
+            settings,
+            store,
+            registry=registry,
+            metrics=metrics,
+            derivation=derivation,
+            snapshot_path=snapshot,
+        ).run(stop)

@@ -78,6 +78,14 @@ class CollectorMetrics:
         self.mqtt_reconnects = Counter(
             "pantau_mqtt_reconnects", "Broker sessions resumed after a lost connection", registry=r
         )
+        self.anomalies = Counter(
+            "pantau_anomalies", "Anomalies found by the processors", registry=r
+        )
+        self.processor_errors = Counter(
+            "pantau_processor_errors",
+            "Batches the processors failed on (stored anyway)",
+            registry=r,
+        )
         self.lag_seconds = Gauge(
             "pantau_lag_seconds",
             "Age of the newest reading of the last batch at write time",

@@ -18,6 +18,7 @@ from processors.detectors import (
     StuckDetector,
     streetlight_findings,
 )
+from processors.live import Indicators, LiveIndicators
 from processors.state import DeviceTable, grow, order_batch
 
 __all__ = ["SEVERITY", "DeviceFacts", "KindProcessor"]
@@ -71,6 +72,9 @@ class KindProcessor:
             rain_field=names.index("rain_mm") if "rain_mm" in names else None,
         )
         self.silence = SilenceDetector()
+        self.live = LiveIndicators(spec)
+        self.districts = np.full(0, "", dtype=object)
+        self._touched: set[int] = set()
         self._lows, self._highs = spec.lows(), spec.highs()
 
     def _ensure(self, rows: npt.NDArray[np.intp]) -> None:
@@ -82,8 +86,9 @@ class KindProcessor:
         self.last_ts = grow(self.last_ts, capacity, np.nan)
         for name in _FACTS:
             self.device_facts[name] = grow(self.device_facts[name], capacity, np.nan)
-        for detector in (self.spike, self.stuck, self.rate, self.silence):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
             detector.ensure(capacity)
+        self.districts = grow(self.districts, capacity, "")
         for row in range(known, len(self.table)):
             facts = self.facts.get(self.table.device_id(row))
             if facts is not None:
@@ -99,10 +104,13 @@ class KindProcessor:
         ts: npt.NDArray[np.float64],
         values: npt.NDArray[np.float64],
         present: npt.NDArray[np.bool_],
+        districts: npt.ArrayLike | None = None,
     ) -> list[Findings]:
         """Score one batch (any order, repeats allowed) and learn from its new readings."""
         rows = self.table.rows(device_ids)
         self._ensure(rows)
+        if districts is not None:
+            self.districts[rows] = np.asarray(districts, dtype=object)
         n = len(rows)
         ref_all = np.arange(n, dtype=np.int64)
         with np.errstate(invalid="ignore"):
@@ -134,7 +142,9 @@ class KindProcessor:
             rates.append(rate)
             floods.append(flood)
             gaps.append(self.silence.step(rr, tt, ref))
+            self.live.step(rr, tt, vv, pp, self.device_facts)
             self.last_ts[rr] = tt
+        self._touched.update(rows[ordered.index].tolist())
         findings += [
             Findings.concat("spike", spikes),
             Findings.concat("stuck", stucks),
@@ -156,6 +166,12 @@ class KindProcessor:
             )
         return findings
 
+    def indicators(self, now: float) -> Indicators:
+        """Indicators of the devices (and districts) that got new readings since the last call."""
+        rows = np.fromiter(self._touched, dtype=np.intp, count=len(self._touched))
+        self._touched.clear()
+        return self.live.compute(rows, self.device_facts, self.districts, now)
+
     def sweep(self, now: float) -> Findings:
         """Devices gone silent by `now` (each reported once per silence)."""
         return self.silence.sweep(now)
@@ -172,10 +188,11 @@ class KindProcessor:
             "ids": np.array(self.table.ids, dtype=str),
             "last_ts": self.last_ts,
         }
-        for detector in (self.spike, self.stuck, self.rate, self.silence):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
             for name, value in vars(detector).items():
                 if isinstance(value, np.ndarray) and value.shape[:1] == self.last_ts.shape[:1]:
-                    arrays[f"{detector.name}.{name}"] = value
+                    arrays[f"{_label(detector)}.{name}"] = value
+        arrays["districts"] = self.districts.astype(str)
         return arrays
 
     def restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
@@ -183,14 +200,20 @@ class KindProcessor:
         self.table = DeviceTable(str(d) for d in arrays["ids"])
         self.last_ts = np.array(arrays["last_ts"], dtype=np.float64)
         rows = np.arange(len(self.table), dtype=np.intp)
-        for detector in (self.spike, self.stuck, self.rate, self.silence):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
             for name, value in vars(detector).items():
-                key = f"{detector.name}.{name}"
+                key = f"{_label(detector)}.{name}"
                 if isinstance(value, np.ndarray) and key in arrays:
                     setattr(detector, name, np.array(arrays[key], dtype=value.dtype))
+        if "districts" in arrays:
+            self.districts = np.array(arrays["districts"], dtype=object)
         self.device_facts = {name: np.full(len(rows), np.nan) for name in _FACTS}
         for row in rows.tolist():
             facts = self.facts.get(self.table.device_id(row))
             if facts is not None:
                 for name in _FACTS:
                     self.device_facts[name][row] = getattr(facts, name)
+
+
+def _label(part: object) -> str:
+    return str(getattr(part, "name", type(part).__name__))

@@ -46,7 +46,8 @@ def kind_columns(draw: st.DrawFn) -> KindColumns:
         [f"{spec.kind},city=c,district=d,device_id={d}" for d in devices], dtype=StringDType()
     )
     ts = draw(arrays(np.int64, n, elements=st.integers(0, 2**62)))
-    return KindColumns(spec, series, np.array(devices, dtype=StringDType()), ts, values, present)
+    ids = np.array(devices, dtype=StringDType())
+    return KindColumns(spec, series, ids, ids, ids, ts, values, present)
 
 
 @settings(max_examples=150, deadline=None)
@@ -61,6 +62,8 @@ def test_encoded_floats_parse_back_exactly() -> None:
         CATALOG["water_level"],
         np.array(["water_level,city=c,district=d,device_id=g"], dtype=StringDType()),
         np.array(["g"], dtype=StringDType()),
+        np.array(["c"], dtype=StringDType()),
+        np.array(["d"], dtype=StringDType()),
         np.array([5], dtype=np.int64),
         values[:, :3],
         np.ones((1, 3), dtype=np.bool_),

@@ -1,0 +1,266 @@
+"""Derived data: run the processors on each batch; render anomalies and indicators.
+
+Anomalies and indicators go into the same InfluxDB write as the readings (measurements
+`anomaly` and `indicator`) and onto the derived topics
+`pantau/derived/{city}/{district}/{kind}/{device_id}/{anomaly|indicator}` (indicators retained,
+so a fresh API replica learns the current state at once). District-level indicators use the
+device id `_district`. Points carry the reading's observation time, so a redelivered batch
+rewrites the same points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from ingest.batch import Batch
+from ingest.lineprotocol import escape_string_field
+from ingest.registry import Registry
+from processors.bank import SEVERITY, DeviceFacts, KindProcessor
+from processors.catalog import CATALOG
+from processors.detectors import Findings
+from processors.live import Indicators
+
+__all__ = ["Derivation", "Derived", "DerivedMessage"]
+
+log = logging.getLogger(__name__)
+
+TOPIC_PREFIX: Final = "pantau/derived"
+DISTRICT_DEVICE: Final = "_district"
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedMessage:
+    """One MQTT message for the derived topics."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass
+class Derived:
+    """What one batch adds: line protocol, MQTT messages and counts."""
+
+    lines: list[str] = field(default_factory=list)
+    messages: list[DerivedMessage] = field(default_factory=list)
+    anomalies: int = 0
+
+    def extend(self, other: Derived) -> None:
+        """Append another batch's derived data."""
+        self.lines += other.lines
+        self.messages += other.messages
+        self.anomalies += other.anomalies
+
+
+def facts_from_registry(registry: Registry | None) -> dict[str, DeviceFacts]:
+    """Registry facts the processors need, by device id."""
+    if registry is None:
+        return {}
+    nan = float("nan")
+
+    def value(x: float | None) -> float:
+        return nan if x is None else float(x)
+
+    return {
+        d.device_id: DeviceFacts(
+            lat=d.lat,
+            lon=d.lon,
+            interval_s=d.interval_s,
+            rated_w=value(d.rated_w),
+            waspada_cm=value(d.waspada_cm),
+            siaga_cm=value(d.siaga_cm),
+            awas_cm=value(d.awas_cm),
+        )
+        for d in registry
+    }
+
+
+class Derivation:
+    """The processor banks of all kinds, fed batch by batch, with their snapshot on disk."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        facts = facts_from_registry(registry)
+        self.banks = {kind: KindProcessor(spec, facts) for kind, spec in CATALOG.items()}
+        self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
+        if registry is not None:
+            self._places = {d.device_id: (d.city, d.district) for d in registry}
+
+    def process(self, batch: Batch) -> Derived:
+        """Anomalies and indicators of one batch (the readings are already validated)."""
+        derived = Derived()
+        now = time.time()
+        for kind, columns in batch.columns.items():
+            if not len(columns):
+                continue
+            bank = self.banks[kind]
+            ids = np.array(columns.device_ids.tolist())
+            districts = np.array(columns.districts.tolist())
+            for device, city, district in set(
+                zip(
+                    ids.tolist(),
+                    columns.cities.tolist(),
+                    districts.tolist(),
+                    strict=True,
+                )
+            ):
+                self._places[device] = (city, district)
+            ts = columns.ts_ns.astype(np.float64) / 1e9
+            findings = bank.process(ids, ts, columns.values, columns.present, districts)
+            derived.extend(self._anomalies(kind, bank, findings))
+            derived.extend(self._indicators(kind, bank, bank.indicators(now)))
+        return derived
+
+    def sweep(self, now: float) -> Derived:
+        """Devices gone silent since the last sweep, as dropout anomalies."""
+        derived = Derived()
+        for kind, bank in self.banks.items():
+            derived.extend(self._anomalies(kind, bank, [bank.sweep(now)]))
+        return derived
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def _anomalies(self, kind: str, bank: KindProcessor, findings: Iterable[Findings]) -> Derived:
+        derived = Derived()
+        names = bank.spec.field_names
+        for finding in findings:
+            flagged = finding.flagged()
+            severity = SEVERITY.get(finding.detector, "warning")
+            for row, column, ts, value, score in zip(
+                flagged.row.tolist(),
+                flagged.field.tolist(),
+                flagged.ts.tolist(),
+                flagged.value.tolist(),
+                flagged.score.tolist(),
+                strict=True,
+            ):
+                device = bank.device_id(row)
+                city, district = self._places.get(device, ("unknown", "unknown"))
+                field_name = names[column] if column >= 0 else "device"
+                fields = [f"score={score!r}"] + (
+                    [f"value={value!r}"] if math.isfinite(value) else []
+                )
+                derived.lines.append(
+                    f"anomaly,city={city},district={district},device_id={device},kind={kind},"
+                    f"detector={finding.detector},field={field_name},severity={severity} "
+                    f"{','.join(fields)} {round(ts * 1e6) * 1000}"
+                )
+                payload = {
+                    "ts": ts,
+                    "kind": kind,
+                    "device_id": device,
+                    "detector": finding.detector,
+                    "field": field_name,
+                    "severity": severity,
+                    "score": score,
+                    "value": value if math.isfinite(value) else None,
+                }
+                derived.messages.append(
+                    DerivedMessage(
+                        f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/anomaly",
+                        json.dumps(payload).encode(),
+                        retain=False,
+                    )
+                )
+                derived.anomalies += 1
+        return derived
+
+    def _indicators(self, kind: str, bank: KindProcessor, ind: Indicators) -> Derived:
+        derived = Derived()
+        for i, row in enumerate(ind.rows.tolist()):
+            device = bank.device_id(row)
+            city, district = self._places.get(device, ("unknown", "unknown"))
+            numbers = {k: float(v[i]) for k, v in ind.numbers.items()}
+            labels = {k: str(v[i]) for k, v in ind.labels.items()}
+            self._indicator(
+                derived, kind, city, district, device, float(ind.ts[i]), numbers, labels
+            )
+        for district, numbers in ind.districts.items():
+            city = next((c for c, d in self._places.values() if d == district), "unknown")
+            self._indicator(
+                derived,
+                kind,
+                city,
+                district,
+                DISTRICT_DEVICE,
+                ind.district_ts[district],
+                numbers,
+                {},
+            )
+        return derived
+
+    def _indicator(
+        self,
+        derived: Derived,
+        kind: str,
+        city: str,
+        district: str,
+        device: str,
+        ts: float,
+        numbers: dict[str, float],
+        labels: dict[str, str],
+    ) -> None:
+        finite = {k: v for k, v in numbers.items() if math.isfinite(v)}
+        texts = {k: v for k, v in labels.items() if v}
+        if not math.isfinite(ts) or not (finite or texts):
+            return
+        fields = [f"{k}={v!r}" for k, v in finite.items()]
+        fields += [f"{k}={escape_string_field(v)}" for k, v in texts.items()]
+        derived.lines.append(
+            f"indicator,city={city},district={district},device_id={device},kind={kind} "
+            f"{','.join(fields)} {round(ts * 1e6) * 1000}"
+        )
+        payload: dict[str, Any] = {"ts": ts, "kind": kind, "device_id": device, **finite, **texts}
+        derived.messages.append(
+            DerivedMessage(
+                f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/indicator",
+                json.dumps(payload).encode(),
+                retain=True,
+            )
+        )
+
+    # -- surviving a restart --------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write every bank's state atomically (temporary file, fsync, rename)."""
+        arrays: dict[str, Any] = {}
+        for kind, bank in self.banks.items():
+            arrays.update({f"{kind}/{name}": value for name, value in bank.snapshot().items()})
+        places = json.dumps(self._places)
+        arrays["places"] = np.array([places])
+        tmp = path.with_suffix(".tmp.npz")
+        with tmp.open("wb") as out:
+            np.savez(out, **arrays)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+
+    def load(self, path: Path) -> bool:
+        """Restore state saved by save(); False (fresh state) if there is none or it is bad."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as exc:
+            log.warning("processor snapshot unreadable; starting fresh", extra={"error": str(exc)})
+            return False
+        for kind, bank in self.banks.items():
+            prefix = f"{kind}/"
+            part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            if part:
+                bank.restore(part)
+        if "places" in arrays:
+            self._places.update(
+                {k: (v[0], v[1]) for k, v in json.loads(str(arrays["places"][0])).items()}
+            )
+        return True
