@@ -13,6 +13,10 @@ __all__ = ["main"]
 _SUBCOMMANDS: Final = {
     "services": "ingest.services.cli:services",
     "ingest": "ingest.collector_cli:ingest",
+    "simulate": "simulators.cli:simulate",
+    "replay": "simulators.cli:replay",
+    "detect": "ingest.detect_cli:detect",
+    "evaluate": "simulators.evaluate_cli:evaluate",
 }
 
 

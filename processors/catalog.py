@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CATALOG", "KINDS", "FieldSpec", "KindSpec", "kind_spec"]
+__all__ = ["CATALOG", "KINDS", "FieldSpec", "KindSpec", "generic_spec", "kind_spec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +203,20 @@ def kind_spec(kind: str) -> KindSpec:
         return CATALOG[kind]
     except KeyError:
         raise KeyError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}") from None
+
+
+def generic_spec(names: tuple[str, ...], values: npt.NDArray[np.float64]) -> KindSpec:
+    """A catalog entry for columns of no known kind: all vary, no physical limits.
+
+    The resolution (the spike detector's floor) is the smallest non-zero step seen per column.
+    """
+    fields = []
+    for j, name in enumerate(names):
+        column = values[:, j]
+        steps = np.abs(np.diff(column[~np.isnan(column)]))
+        positive = steps[steps > 0]
+        resolution = float(positive.min()) if positive.size else 1e-6
+        fields.append(
+            FieldSpec(name, "", -np.inf, np.inf, name, varies=True, resolution=max(resolution, 1e-9))
+        )
+    return KindSpec("generic", tuple(fields))
