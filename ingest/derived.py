@@ -90,7 +90,9 @@ class Derivation:
 
     def __init__(self, registry: Registry | None = None) -> None:
         facts = facts_from_registry(registry)
-        self.banks = {kind: KindProcessor(spec, facts) for kind, spec in CATALOG.items()}
+        self.banks = {
+            kind: KindProcessor(spec, facts, report_all=False) for kind, spec in CATALOG.items()
+        }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
         if registry is not None:
             self._places = {d.device_id: (d.city, d.district) for d in registry}

@@ -57,8 +57,15 @@ _FACTS: Final = tuple(f.name for f in fields(DeviceFacts))
 class KindProcessor:
     """All detectors of one kind over all its devices; state survives via snapshot/restore."""
 
-    def __init__(self, spec: KindSpec, facts: Mapping[str, DeviceFacts] | None = None) -> None:
+    def __init__(
+        self,
+        spec: KindSpec,
+        facts: Mapping[str, DeviceFacts] | None = None,
+        *,
+        report_all: bool = True,
+    ) -> None:
         self.spec = spec
+        self.report_all = report_all  # False: only flagged findings (faster; the live path)
         self.facts = dict(facts or {})
         self.table = DeviceTable()
         self.last_ts = np.full(0, np.nan)
@@ -72,6 +79,8 @@ class KindProcessor:
             rain_field=names.index("rain_mm") if "rain_mm" in names else None,
         )
         self.silence = SilenceDetector()
+        for detector in (self.spike, self.stuck, self.rate, self.silence):
+            detector.report_all = report_all
         self.live = LiveIndicators(spec)
         self.districts = np.full(0, "", dtype=object)
         self._touched: set[int] = set()
@@ -116,7 +125,7 @@ class KindProcessor:
         with np.errstate(invalid="ignore"):
             possible = (values >= self._lows) & (values <= self._highs) & np.isfinite(values)
         impossible = present & ~possible
-        r, f = np.nonzero(present)
+        r, f = np.nonzero(present if self.report_all else impossible)
         findings = [
             Findings(
                 "impossible",

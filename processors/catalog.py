@@ -217,6 +217,8 @@ def generic_spec(names: tuple[str, ...], values: npt.NDArray[np.float64]) -> Kin
         positive = steps[steps > 0]
         resolution = float(positive.min()) if positive.size else 1e-6
         fields.append(
-            FieldSpec(name, "", -np.inf, np.inf, name, varies=True, resolution=max(resolution, 1e-9))
+            FieldSpec(
+                name, "", -np.inf, np.inf, name, varies=True, resolution=max(resolution, 1e-9)
+            )
         )
     return KindSpec("generic", tuple(fields))

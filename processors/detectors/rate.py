@@ -20,6 +20,7 @@ class RateDetector:
     """Vectorised rate-of-change detector; optionally rain-aware for one rising field."""
 
     name = "rate_of_change"
+    report_all = True  # False: findings only for flagged readings (the live path)
 
     def __init__(
         self,
@@ -74,7 +75,7 @@ class RateDetector:
         self.last[rows] = np.where(present, values, last)
         self.last_ts[rows] = np.where(present, ts[:, None], last_ts)
         refs = np.broadcast_to(ref[:, None], present.shape)
-        r, f = np.nonzero(judged)
+        r, f = np.nonzero(judged if self.report_all else fast & ~rising_with_rain)
         rate_findings = Findings(
             self.name,
             refs[r, f],

@@ -21,6 +21,7 @@ class SilenceDetector:
     """Per-device silence detector with a sweep."""
 
     name = "dropout"
+    report_all = True  # False: findings only for flagged readings (the live path)
 
     def __init__(self, *, factor: float = 3.0, alpha: float = 0.1, min_interval_s: float = 1.0):
         if factor <= 1 or not 0 < alpha <= 1:
@@ -65,7 +66,7 @@ class SilenceDetector:
         report = ended & ~self.silent[rows]  # a sweep already reported this silence
         self.silent[rows] = False
         self.last_ts[rows] = ts
-        judged = ~np.isnan(gap)
+        judged = ~np.isnan(gap) if self.report_all else report
         return Findings(
             self.name,
             ref[judged],

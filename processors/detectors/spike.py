@@ -22,6 +22,7 @@ class SpikeDetector:
     """Vectorised spike detector over (devices x fields)."""
 
     name = "spike"
+    report_all = True  # False: findings only for flagged readings (the live path)
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class SpikeDetector:
         self.mid[rows] = np.where(present, values, mid)
         self.mid_ts[rows] = np.where(present, ts[:, None], mid_ts)
         self.mid_ref[rows] = np.where(present, ref[:, None], mid_ref)
-        r, f = np.nonzero(ready)
+        r, f = np.nonzero(ready if self.report_all else spike)
         return Findings(
             self.name,
             mid_ref[r, f],

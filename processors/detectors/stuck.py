@@ -20,6 +20,7 @@ class StuckDetector:
     """Vectorised stuck/flat-line detector over (devices x fields)."""
 
     name = "stuck"
+    report_all = True  # False: findings only for flagged readings (the live path)
 
     def __init__(
         self,
@@ -77,7 +78,7 @@ class StuckDetector:
         judged = present & self.varies
         stuck = judged & (runs >= self.warmup_runs) & (run >= limit)
         score = np.clip(run / limit, 0.0, 1.0)
-        r, f = np.nonzero(judged)
+        r, f = np.nonzero(judged if self.report_all else stuck)
         return Findings(
             self.name,
             np.broadcast_to(ref[:, None], present.shape)[r, f],
