@@ -40,6 +40,7 @@ def running_collector(
     log_path: Path | None = None,
     spool_dir: Path | None = None,
     extra_args: list[str] | None = None,
+    wait_connected: bool = True,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`pantau ingest` as a real process; SIGTERM on exit (the test checks the exit itself)."""
     args = [PANTAU, "ingest", "--mqtt", mqtt_url, "--influx", influx_url, "--db", db]
@@ -51,9 +52,19 @@ def running_collector(
     args += extra_args or []
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
     full_env.update(env or {})
-    log = log_path.open("wb") if log_path else subprocess.DEVNULL
+    if log_path is None:
+        log_path = Path(tempfile.mkdtemp(prefix="pantau-log-")) / "collector.log"
+    log = log_path.open("ab")
     process = subprocess.Popen(args, env=full_env, stdout=log, stderr=log)
     try:
+        if wait_connected:
+            # Publishing before the first subscription would lose messages: wait for it.
+            def up() -> bool:
+                return process.poll() is not None or b"connected to broker" in log_path.read_bytes()
+
+            assert wait_for(up, timeout=30, interval=0.05), log_path.read_text()[-2000:]
+            assert process.poll() is None, log_path.read_text()[-2000:]
+            time.sleep(0.2)  # the SUBACK
         yield process
     finally:
         if process.poll() is None:
@@ -63,8 +74,7 @@ def running_collector(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if log_path:
-            log.close()  # type: ignore[union-attr]
+        log.close()
 
 
 @contextmanager

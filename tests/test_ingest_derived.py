@@ -23,11 +23,11 @@ from tests.ingest_helpers import publish_all, publisher, rows, running_collector
 pytestmark = pytest.mark.integration
 
 
-def retained(mqtt_url: str, topic_filter: str, wait: float = 3.0) -> dict[str, Any]:
-    """Retained messages a fresh subscriber gets at once."""
+def retained(mqtt_url: str, topic_filter: str, want: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Retained messages a fresh subscriber gets, waiting until `want` is among them."""
     endpoint = mqtt_endpoint(mqtt_url)
     got: dict[str, Any] = {}
-    done = threading.Event()
+    arrived = threading.Event()
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"r-{uuid.uuid4().hex[:8]}",
@@ -37,16 +37,18 @@ def retained(mqtt_url: str, topic_filter: str, wait: float = 3.0) -> dict[str, A
     def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
         if m.retain:
             got[m.topic] = json.loads(m.payload)
-            done.set()
+            if m.topic == want:
+                arrived.set()
 
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
     client.connect(endpoint.host, endpoint.port)
     client.loop_start()
-    done.wait(wait)
-    time.sleep(0.3)
-    client.disconnect()
-    client.loop_stop()
+    try:
+        arrived.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
     return got
 
 
@@ -130,8 +132,10 @@ def test_anomalies_and_indicators_are_stored_and_published(
         expected = ispu_index({"pm25": [sum(pm25) / 24], "pm10": [50.0]})
         assert indicators["aq-1"]["ispu"] == expected.reported[0]
         assert indicators["aq-1"]["ispu_category"] == expected.category[0]
-        published = retained(broker.url, f"pantau/derived/{city}/+/+/+/indicator")
-        gauge = published[f"pantau/derived/{city}/kemangkon/water_level/wl-1/indicator"]
+        topic = f"pantau/derived/{city}/kemangkon/water_level/wl-1/indicator"
+        # A fresh subscriber (a new API replica, say) learns the current state at once.
+        published = retained(broker.url, f"pantau/derived/{city}/+/+/+/indicator", want=topic)
+        gauge = published[topic]
         assert gauge["flood_status"] == "Siaga"
         collector.send_signal(signal.SIGTERM)
         assert collector.wait(10) == 0
