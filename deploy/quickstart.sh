@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pantau quick start on a fresh Debian/Ubuntu machine.
-#   deploy/quickstart.sh up      install what is missing, start broker + database, run ingest
+#   deploy/quickstart.sh up      install what is missing, start broker + database, a simulated
+#                                fleet and the collector (Ctrl-C stops fleet and collector)
 #   deploy/quickstart.sh test    install what is missing, run the whole test suite
 #   deploy/quickstart.sh down    stop the private broker and database started by `up`
 # The tests start their own broker and database on free ports; `up` uses .pantau/.
@@ -53,7 +54,13 @@ case "$command" in
     .venv/bin/pantau services up
     export PANTAU_MQTT_URL=${PANTAU_MQTT_URL:-mqtt://127.0.0.1:11883}
     export PANTAU_INFLUX_URL=${PANTAU_INFLUX_URL:-http://127.0.0.1:18086}
-    exec .venv/bin/pantau ingest --registry deploy/registry.example.csv --metrics-port 9108 "$@"
+    # The simulated Purbalingga fleet (90 devices, a few faults) publishes in real time.
+    .venv/bin/pantau simulate --registry deploy/registry.example.csv \
+      --faults "spike=0.002,stuck=0.0005,dropout=0.0005,lamp_out=0.001" \
+      --ground-truth .pantau/ground-truth.csv > .pantau/simulate.log 2>&1 &
+    simulator=$!
+    trap 'kill "$simulator" 2>/dev/null || true' EXIT
+    .venv/bin/pantau ingest --registry deploy/registry.example.csv --metrics-port 9108 "$@"
     ;;
   test)
     bootstrap

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from processors.catalog import KindSpec
 from processors.detectors import (
+    DriftDetector,
     Findings,
     RateDetector,
     SilenceDetector,
@@ -31,6 +32,7 @@ SEVERITY: Final = {
     "stuck": "warning",
     "rate_of_change": "warning",
     "dropout": "warning",
+    "drift": "warning",
     "lamp_out": "warning",
     "power_off_rating": "warning",
     "day_burn": "info",
@@ -79,7 +81,10 @@ class KindProcessor:
             rain_field=names.index("rain_mm") if "rain_mm" in names else None,
         )
         self.silence = SilenceDetector()
-        for detector in (self.spike, self.stuck, self.rate, self.silence):
+        self.drift = DriftDetector(len(spec.fields))
+        self._district_codes: dict[str, int] = {}
+        self.district_code = np.zeros(0, dtype=np.intp)
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.drift):
             detector.report_all = report_all
         self.live = LiveIndicators(spec)
         self.districts = np.full(0, "", dtype=object)
@@ -95,9 +100,10 @@ class KindProcessor:
         self.last_ts = grow(self.last_ts, capacity, np.nan)
         for name in _FACTS:
             self.device_facts[name] = grow(self.device_facts[name], capacity, np.nan)
-        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.drift, self.live):
             detector.ensure(capacity)
         self.districts = grow(self.districts, capacity, "")
+        self.district_code = grow(self.district_code, capacity, 0)
         for row in range(known, len(self.table)):
             facts = self.facts.get(self.table.device_id(row))
             if facts is not None:
@@ -119,7 +125,12 @@ class KindProcessor:
         rows = self.table.rows(device_ids)
         self._ensure(rows)
         if districts is not None:
-            self.districts[rows] = np.asarray(districts, dtype=object)
+            names = np.asarray(districts, dtype=object)
+            self.districts[rows] = names
+            codes = self._district_codes
+            unique, inverse = np.unique(names.astype(str), return_inverse=True)
+            known = np.array([codes.setdefault(str(d), len(codes) + 1) for d in unique], np.intp)
+            self.district_code[rows] = known[inverse.reshape(-1)]
         n = len(rows)
         ref_all = np.arange(n, dtype=np.int64)
         with np.errstate(invalid="ignore"):
@@ -140,7 +151,7 @@ class KindProcessor:
         ]
         usable = present & possible
         ordered = order_batch(rows, ts, self.last_ts)
-        spikes, stucks, rates, floods, gaps = [], [], [], [], []
+        spikes, stucks, rates, floods, gaps, drifts = [], [], [], [], [], []
         for positions in ordered.rounds:
             idx = ordered.index[positions]
             rr, tt, vv, pp = rows[idx], ts[idx], values[idx], usable[idx]
@@ -151,6 +162,7 @@ class KindProcessor:
             rates.append(rate)
             floods.append(flood)
             gaps.append(self.silence.step(rr, tt, ref))
+            drifts.append(self.drift.step(rr, tt, vv, pp, ref, self.district_code))
             self.live.step(rr, tt, vv, pp, self.device_facts)
             self.last_ts[rr] = tt
         self._touched.update(rows[ordered.index].tolist())
@@ -160,6 +172,7 @@ class KindProcessor:
             Findings.concat("rate_of_change", rates),
             Findings.concat("flood_rise", floods),
             Findings.concat("dropout", gaps),
+            Findings.concat("drift", drifts),
         ]
         if self.spec.kind == "streetlight" and len(ordered.index):
             idx = ordered.index
@@ -197,7 +210,7 @@ class KindProcessor:
             "ids": np.array(self.table.ids, dtype=str),
             "last_ts": self.last_ts,
         }
-        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.drift, self.live):
             for name, value in vars(detector).items():
                 if isinstance(value, np.ndarray) and value.shape[:1] == self.last_ts.shape[:1]:
                     arrays[f"{_label(detector)}.{name}"] = value
@@ -209,13 +222,20 @@ class KindProcessor:
         self.table = DeviceTable(str(d) for d in arrays["ids"])
         self.last_ts = np.array(arrays["last_ts"], dtype=np.float64)
         rows = np.arange(len(self.table), dtype=np.intp)
-        for detector in (self.spike, self.stuck, self.rate, self.silence, self.live):
+        for detector in (self.spike, self.stuck, self.rate, self.silence, self.drift, self.live):
             for name, value in vars(detector).items():
                 key = f"{_label(detector)}.{name}"
                 if isinstance(value, np.ndarray) and key in arrays:
                     setattr(detector, name, np.array(arrays[key], dtype=value.dtype))
         if "districts" in arrays:
             self.districts = np.array(arrays["districts"], dtype=object)
+        self.districts = grow(self.districts, len(rows), "")
+        self._district_codes = {}
+        self.district_code = np.zeros(len(rows), dtype=np.intp)
+        for row, name in enumerate(self.districts[: len(rows)].tolist()):
+            if name:
+                code = self._district_codes.setdefault(str(name), len(self._district_codes) + 1)
+                self.district_code[row] = code
         self.device_facts = {name: np.full(len(rows), np.nan) for name in _FACTS}
         for row in rows.tolist():
             facts = self.facts.get(self.table.device_id(row))

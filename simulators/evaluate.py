@@ -151,9 +151,38 @@ def run_series(
         start += len(s)
     present = ~np.isnan(values)
     bank = KindProcessor(spec, facts, report_all=False)
-    findings = bank.process(ids, ts, values, present)
+    # Peers for the drift detector: series of one data set (and field) form a district.
+    districts = np.concatenate([np.full(len(s), _district(s.name)) for s in series])
+    # Fed in day-long batches in time order, as live data arrives, so peers are compared at
+    # the same time (one batch of years would pair the k-th readings of each device instead).
+    order = np.argsort(ts, kind="stable")
+    ids, ts, values, present, districts = (
+        ids[order],
+        ts[order],
+        values[order],
+        present[order],
+        districts[order],
+    )
+    days = np.arange(ts[0], ts[-1] + 86400.0, 86400.0) if n else np.empty(0)
+    bounds: npt.NDArray[np.intp] = np.searchsorted(ts, days)
+    findings: list[Findings] = []
+    for lo, hi in zip(np.r_[0, bounds[1:]], np.r_[bounds[1:], n], strict=True):
+        if hi > lo:
+            findings += bank.process(
+                ids[lo:hi], ts[lo:hi], values[lo:hi], present[lo:hi], districts[lo:hi]
+            )
     intervals = {s.name: _interval(s.ts) for s in series}
-    return merge_alarms(findings, bank, spec, intervals)
+    by_detector: dict[str, list[Findings]] = {}
+    for finding in findings:
+        by_detector.setdefault(finding.detector, []).append(finding)
+    joined = [Findings.concat(name, parts) for name, parts in by_detector.items()]
+    return merge_alarms(joined, bank, spec, intervals)
+
+
+def _district(name: str) -> str:
+    """beijing-aotizhongxin:pm25 -> beijing:pm25 (the peers of a series)."""
+    device, _, field_name = name.partition(":")
+    return f"{device.split('-')[0]}:{field_name}"
 
 
 def merge_alarms(

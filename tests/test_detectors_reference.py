@@ -152,3 +152,28 @@ def test_empty_batch(kind: str) -> None:
         np.array([], dtype=str), np.empty(0), np.empty((0, m)), np.empty((0, m), bool)
     )
     assert all(len(f) == 0 for f in findings)
+
+
+def test_drift_is_found_against_district_peers_and_only_on_the_drifting_station() -> None:
+    rng = np.random.default_rng(5)
+    spec = CATALOG["water_level"]
+    n, stations = 1500, 5
+    common = 200 + np.cumsum(rng.normal(0, 1.0, n))
+    levels = np.stack([common * (1 + 0.1 * s) + rng.normal(0, 0.5, n) for s in range(stations)])
+    levels[0, 1000:1168] += np.linspace(0, 6 * levels[0].std(), 168)
+    bank = KindProcessor(spec, report_all=False)
+    first: dict[str, float] = {}
+    for lo in range(0, n, 24):
+        hours = np.arange(lo, min(lo + 24, n))
+        ids = np.repeat([f"g{s}" for s in range(stations)], len(hours))
+        ts = np.tile(1e9 + hours * 3600.0, stations)
+        values = np.zeros((len(ids), len(spec.fields)))
+        values[:, 0] = levels[:, hours].ravel()
+        present = np.zeros_like(values, dtype=np.bool_)
+        present[:, 0] = True
+        for f in bank.process(ids, ts, values, present, np.full(len(ids), "klawing")):
+            if f.detector == "drift":
+                for row, t in zip(f.row.tolist(), f.ts.tolist(), strict=True):
+                    first.setdefault(bank.device_id(row), t)
+    assert set(first) == {"g0"}
+    assert 1e9 + 1000 * 3600 <= first["g0"] <= 1e9 + 1168 * 3600

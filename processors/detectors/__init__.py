@@ -1,6 +1,7 @@
 """Anomaly detectors: each gives a score in [0, 1] and, separately, a thresholded decision."""
 
 from processors.detectors.base import Findings
+from processors.detectors.drift import DriftDetector
 from processors.detectors.rate import RateDetector
 from processors.detectors.silence import SilenceDetector
 from processors.detectors.spike import SpikeDetector
@@ -8,6 +9,7 @@ from processors.detectors.streetlight import streetlight_findings
 from processors.detectors.stuck import StuckDetector
 
 __all__ = [
+    "DriftDetector",
     "Findings",
     "RateDetector",
     "SilenceDetector",
