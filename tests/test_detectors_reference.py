@@ -177,3 +177,28 @@ def test_drift_is_found_against_district_peers_and_only_on_the_drifting_station(
                     first.setdefault(bank.device_id(row), t)
     assert set(first) == {"g0"}
     assert 1e9 + 1000 * 3600 <= first["g0"] <= 1e9 + 1168 * 3600
+
+
+def test_streetlight_checks_survive_zero_ratings_and_dimming() -> None:
+    from processors.detectors.streetlight import streetlight_findings
+
+    rows = np.zeros(3, dtype=np.intp)
+    ts = np.array([1.7e9, 1.7e9 + 40_000, 1.7e9 + 3_600])
+    values = np.zeros((3, 7))
+    values[:, 0] = 1.0
+    values[:, 1] = [0.0, 50.0, 100.0]
+    values[:, 2] = [0.0, 60.0, 0.0]
+    present = np.ones((3, 7), dtype=np.bool_)
+    for rated in (0.0, 60.0):  # warnings are errors in this suite: no division by zero
+        findings = streetlight_findings(
+            rows,
+            ts,
+            values,
+            present,
+            np.arange(3, dtype=np.int64),
+            lat=np.array([-7.39]),
+            lon=np.array([109.36]),
+            rated_w=np.array([rated]),
+        )
+        by_name = {f.detector: f for f in findings}
+        assert by_name["dim_not_honoured"].flag.tolist() == ([] if rated == 0 else [True, False])

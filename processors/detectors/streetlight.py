@@ -36,7 +36,7 @@ def streetlight_findings(
 ) -> list[Findings]:
     """Findings `lamp_out`, `day_burn`, `power_off_rating`, `dim_not_honoured` (per row facts)."""
     elevation = solar_elevation_deg(lat[rows], lon[rows], ts)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         day, night = elevation > margin_deg, elevation < -margin_deg
         has_on = present[:, _ON]
         on = has_on & (values[:, _ON] == 1.0)
@@ -49,6 +49,7 @@ def streetlight_findings(
         dark = off | (judged_power & (power < 0.1 * expected))
         off_rating = judged_power & (deviation > tolerance) & ~dark
         dim_ignored = off_rating & (dim < 100.0) & (power > expected)
+        off_score = np.clip(np.nan_to_num(deviation, posinf=1.0) / (2 * tolerance), 0, 1)
     judged_light = has_on & (day | night)
     return [
         _findings("lamp_out", rows, ts, ref, power, judged_light & night, dark),
@@ -61,7 +62,7 @@ def streetlight_findings(
             power,
             judged_power,
             off_rating & ~dim_ignored,
-            np.clip(np.nan_to_num(deviation) / (2 * tolerance), 0, 1),
+            off_score,
         ),
         _findings("dim_not_honoured", rows, ts, ref, power, judged_power, dim_ignored),
     ]
