@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 TOPIC_PREFIX: Final = "pantau/derived"
 DISTRICT_DEVICE: Final = "_district"
+# An unchanged category or status is re-sent at most this often per device: numbers such as
+# an energy counter move with every reading, and one message per reading would double the
+# broker's load. A changed label (category, alert level, ...) is sent at once.
+INDICATOR_EVERY_S: Final = 60.0
+_LEVELS: Final = frozenset({"ispu", "aqi", "flood_level", "next_level", "working"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class Derivation:
             kind: KindProcessor(spec, facts, report_all=False) for kind, spec in CATALOG.items()
         }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
+        self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
         if registry is not None:
             self._places = {d.device_id: (d.city, d.district) for d in registry}
 
@@ -215,6 +221,15 @@ class Derivation:
         texts = {k: v for k, v in labels.items() if v}
         if not math.isfinite(ts) or not (finite or texts):
             return
+        key = (kind, district, device)
+        now = time.monotonic()
+        signature = tuple(sorted(texts.items())) + tuple(
+            (k, repr(v)) for k, v in sorted(finite.items()) if k in _LEVELS
+        )
+        last = self._sent.get(key)
+        if last is not None and last[1] == signature and now - last[0] < INDICATOR_EVERY_S:
+            return
+        self._sent[key] = (now, signature)
         fields = [f"{k}={v!r}" for k, v in finite.items()]
         fields += [f"{k}={escape_string_field(v)}" for k, v in texts.items()]
         derived.lines.append(

@@ -99,9 +99,16 @@ def _robust_scale(values: _Float) -> float:
     return max(spread, 1e-3 * max(1.0, float(np.abs(finite).mean())))
 
 
-def inject_spike(values: _Float, index: int, *, magnitude: float = 8.0, sign: float = 1.0) -> None:
-    """One reading jumps by `magnitude` robust standard deviations of the series."""
-    values[index] += sign * magnitude * _robust_scale(values)
+def inject_spike(
+    values: _Float,
+    index: int,
+    *,
+    magnitude: float = 8.0,
+    sign: float = 1.0,
+    scale: float | None = None,
+) -> None:
+    """One reading jumps by `magnitude` robust standard deviations of the series (or `scale`)."""
+    values[index] += sign * magnitude * (_robust_scale(values) if scale is None else scale)
 
 
 def inject_stuck(values: _Float, start: int, length: int) -> None:

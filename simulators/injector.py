@@ -225,8 +225,15 @@ class FaultInjector:
             column = values[series, col]  # a copy: the inject_* helpers edit it in place
             if fault == "spike":
                 # Upwards for fields bounded at zero, where a downward spike would only clip.
-                low = self._spec.fields[col].low
-                inject_spike(column, offset, sign=sign if low < 0 else 1.0)
+                spec = self._spec.fields[col]
+                # A block holds only minutes of readings: its own spread says little about
+                # the field, so the jump is at least a quarter of the level (or 20 steps of
+                # the field's resolution), and stays inside the physical range so the
+                # collector stores it rather than rejecting it.
+                level = float(np.nanmean(np.abs(column))) if np.isfinite(column).any() else 0.0
+                scale = max(0.25 * level, 20.0 * spec.resolution)
+                inject_spike(column, offset, sign=sign if spec.low < 0 else 1.0, scale=scale)
+                column[offset] = min(max(column[offset], spec.low), spec.high)
             elif fault == "stuck":
                 inject_stuck(column, offset, length)
             elif fault == "drift":
