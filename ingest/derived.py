@@ -40,6 +40,9 @@ DISTRICT_DEVICE: Final = "_district"
 # an energy counter move with every reading, and one message per reading would double the
 # broker's load. A changed label (category, alert level, ...) is sent at once.
 INDICATOR_EVERY_S: Final = 60.0
+# One anomaly per device, field and detector is reported per episode: a stuck sensor flags
+# every reading, and an alarm storm helps nobody. A new report needs this much quiet first.
+ANOMALY_QUIET_S: Final = 3600.0
 _LEVELS: Final = frozenset({"ispu", "aqi", "flood_level", "next_level", "working"})
 
 
@@ -100,6 +103,7 @@ class Derivation:
         }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
         self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
+        self._episodes: dict[tuple[str, int, int, str], float] = {}  # -> last flagged time
         if registry is not None:
             self._places = {d.device_id: (d.city, d.district) for d in registry}
 
@@ -151,6 +155,11 @@ class Derivation:
                 flagged.score.tolist(),
                 strict=True,
             ):
+                episode = (kind, row, column, finding.detector)
+                last = self._episodes.get(episode)
+                self._episodes[episode] = ts if last is None else max(last, ts)
+                if last is not None and abs(ts - last) < ANOMALY_QUIET_S:
+                    continue  # the same episode goes on
                 device = bank.device_id(row)
                 city, district = self._places.get(device, ("unknown", "unknown"))
                 field_name = names[column] if column >= 0 else "device"

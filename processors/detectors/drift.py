@@ -47,6 +47,21 @@ class DriftDetector:
         self.r_slow = np.full((0, m), np.nan)
         self.r_spread = np.full((0, m), np.nan)
         self.seen = np.zeros((0, m), dtype=np.int64)
+        # Derived: per district and field, the sum and count of the devices' latest z.
+        self._sums = np.zeros((0, m))
+        self._counts = np.zeros((0, m))
+        self._codes = np.zeros(0, dtype=np.intp)  # district code each row was counted under
+
+    def _rebuild(self, district: npt.NDArray[np.intp], n_codes: int) -> None:
+        """Recount the district sums from scratch (new districts, rows or a restore)."""
+        m = self.z.shape[1]
+        codes = district[: len(self.z)]
+        known = ~np.isnan(self.z)
+        self._sums = np.zeros((max(n_codes, 1), m))
+        self._counts = np.zeros((max(n_codes, 1), m))
+        np.add.at(self._sums, codes, np.where(known, self.z, 0.0))
+        np.add.at(self._counts, codes, known.astype(np.float64))
+        self._codes = codes.copy()
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
@@ -69,15 +84,18 @@ class DriftDetector:
             z = (values - mean) / np.sqrt(var)
         # Until the baseline has settled, z is meaningless (the first variances are ~0).
         z = np.where(present & (var > 0) & (seen >= self.warmup // 2), z, np.nan)
-        # Peers: the latest z of every other device in the district, per field.
-        known = ~np.isnan(self.z)
-        codes = district[: len(self.z)]
-        n_codes = int(codes.max()) + 1 if len(codes) else 1
+        # Peers: the latest z of every other device in the district, per field. The district
+        # sums are kept up to date incrementally (only this round's devices change them).
         m = self.z.shape[1]
-        sums = np.zeros((n_codes, m))
-        counts = np.zeros((n_codes, m))
-        np.add.at(sums, codes, np.where(known, self.z, 0.0))
-        np.add.at(counts, codes, known)
+        codes_here = district[rows]
+        n_codes = int(district.max()) + 1 if len(district) else 1
+        if (
+            self._sums.shape[0] < n_codes
+            or self._codes.shape[0] < len(self.z)
+            or np.any(self._codes[rows] != codes_here)
+        ):
+            self._rebuild(district, n_codes)
+        sums, counts = self._sums, self._counts
         own = ~np.isnan(self.z[rows])
         peer_sum = sums[district[rows]] - np.where(own, self.z[rows], 0.0)
         # Code 0 means "district unknown": such devices have no peers.
@@ -96,7 +114,7 @@ class DriftDetector:
             score = np.clip(departure / (2 * self.threshold), 0.0, 1.0)
             # One drifting station shifts its peers' residuals too (it is in their reference):
             # in each district only the station that departs most is blamed.
-            strongest = np.zeros((n_codes, m))
+            strongest = np.zeros((sums.shape[0], m))
             np.maximum.at(strongest, district[rows], np.where(judged, departure, 0.0))
             drift &= departure >= strongest[district[rows]]
         # Stop learning as soon as a departure builds up (half the threshold), not only once
@@ -120,7 +138,13 @@ class DriftDetector:
         self.r_spread[rows] = np.where(have_r & ~np.isnan(new_spread), new_spread, r_spread)
         self.mean[rows] = np.where(learn, new_mean, mean)
         self.var[rows] = np.where(learn, new_var, var)
-        self.z[rows] = np.where(present & ~np.isnan(z), z, self.z[rows])
+        old_z = self.z[rows]
+        new_z = np.where(present & ~np.isnan(z), z, old_z)
+        self.z[rows] = new_z
+        np.add.at(self._sums, codes_here, np.nan_to_num(new_z) - np.nan_to_num(old_z))
+        np.add.at(
+            self._counts, codes_here, (~np.isnan(new_z)).astype(np.float64) - (~np.isnan(old_z))
+        )
         self.seen[rows] = seen + present
         pick = judged if self.report_all else drift
         r_, f_ = np.nonzero(pick)

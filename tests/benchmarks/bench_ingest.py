@@ -101,9 +101,10 @@ def make_burst(city: str, messages: int, per_message: int) -> list[tuple[str, by
     for i in range(messages):
         device = i % 1000
         topic = f"city/{city}/d{device % 18:02d}/air_quality/aq-{device:04d}"
+        # Each device reports once a minute: realistic for the detectors downstream.
         readings = [
             {
-                "ts": round(start + (i * per_message + k) * 0.01, 3),
+                "ts": round(start - 86400 * 30 + ((i // 1000) * per_message + k) * 60.0, 3),
                 "pm25": round(10 + (i + k) % 400 / 10, 1),
                 "pm10": round(20 + (i + k) % 700 / 10, 1),
                 "no2": 21.5,
