@@ -305,7 +305,7 @@ def _simulate_load(plan: LoadPlan, write_registry: Path | None, ground_truth: Pa
     "format_name",
     type=click.Choice(sorted(FORMATS)),
     required=True,
-    help="uci, prsa, pintu_air, ea (ispu is refused: index values, not concentrations)",
+    help="uci, prsa, pintu_air, ea, ispu2020 (ispu: per-station index files, refused)",
 )
 @click.option(
     "--mqtt", "mqtt_url", help="Broker URL, mqtt://[user:pass@]host:port [PANTAU_MQTT_URL]"

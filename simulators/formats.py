@@ -17,6 +17,10 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Final
 
+import numpy as np
+
+from processors.indicators.ispu import ISPU_BREAKPOINTS, ISPU_INDEX_POINTS
+
 __all__ = [
     "FORMATS",
     "Record",
@@ -24,6 +28,7 @@ __all__ = [
     "Skipped",
     "parse_ea",
     "parse_ispu",
+    "parse_ispu_2020",
     "parse_pintu_air",
     "parse_prsa",
     "parse_uci",
@@ -302,13 +307,47 @@ def parse_ispu(lines: Iterable[str], source: str, utc_offset_h: float) -> Iterat
         yield _readings(stream, line, ts, named, mapping, _NA)
 
 
+def parse_ispu_2020(lines: Iterable[str], source: str, utc_offset_h: float) -> Iterator[Item]:
+    """Jakarta ISPU 2022+ export: sub-indices turned back into daily mean concentrations.
+
+    From September 2020 the indices follow P.14/2020, whose table is continuous and
+    piecewise linear, so each sub-index maps back to one 24-hour mean concentration (ug/m3).
+    The values were rounded to integers, so the concentration is exact only to the table's
+    slope (e.g. +-0.2 ug/m3 of PM2.5 between ISPU 50 and 100). A sub-index at the table's top
+    (500) is a lower bound. Older files (1997 table) are refused: see `ispu`.
+    """
+    points = np.asarray(ISPU_INDEX_POINTS, dtype=np.float64)
+    for item in parse_ispu(lines, source, utc_offset_h):
+        if not isinstance(item, Record):
+            yield item
+            continue
+        if item.ts < _P14_2020_IN_FORCE:
+            yield Skipped(
+                item.stream,
+                item.line,
+                "before_p14_2020",
+                "index on the 1997 table; not invertible here",
+            )
+            continue
+        fields = {
+            name: round(float(np.interp(value, points, ISPU_BREAKPOINTS[name])), 3)
+            for name, value in item.fields.items()
+        }
+        yield Record(item.stream, item.line, item.ts, fields, item.gaps)
+
+
+# P.14/MENLHK/SETJEN/KUM.1/7/2020 indices are published from September 2020 on (data README).
+_P14_2020_IN_FORCE: Final = 1598893200.0  # 2020-09-01T00:00:00+07:00
+
+
 _ISPU_REFUSAL: Final = (
     "ISPU files hold daily ISPU sub-index values (a 0-500 scale per pollutant), not "
     "concentrations. Pantau's air_quality measurement stores concentrations in ug/m3 and "
     "computes ISPU itself, so publishing index values as readings would corrupt it; and "
     "inverting the index is not sound here (the 2010-2020 values follow the 1997 breakpoints, "
     "with integer rounding and daily averaging). Nothing was replayed. Use "
-    "simulators.formats.parse_ispu to compare Pantau's computed ISPU with these files instead."
+    "simulators.formats.parse_ispu to compare Pantau's computed ISPU with these files instead; "
+    "the 2022+ export (P.14/2020) can be replayed with --format ispu2020."
 )
 
 FORMATS: Final = MappingProxyType(
@@ -336,6 +375,14 @@ FORMATS: Final = MappingProxyType(
         ),
         "ispu": ReplayFormat(
             "ispu", None, 7.0, parse_ispu, "Jakarta daily ISPU sub-indices", _ISPU_REFUSAL
+        ),
+        "ispu2020": ReplayFormat(
+            "ispu2020",
+            "air_quality",
+            7.0,
+            parse_ispu_2020,
+            "Jakarta daily ISPU (2022+ export, P.14/2020) inverted to 24-hour mean ug/m3",
+            several_devices=True,
         ),
     }
 )

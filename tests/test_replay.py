@@ -278,3 +278,22 @@ def test_replayed_slices_land_complete_in_influxdb_with_times_and_units(
         assert point["level_cm"] == pytest.approx(float(raw["value"]) * 100)
         assert point["device_id"] == "ea-hebden-bridge"
     assert not math.isnan(sum(p["level_cm"] for p in water.values()))
+
+
+def test_ispu_2020_export_is_inverted_to_daily_mean_concentrations() -> None:
+    from simulators.formats import Record, Skipped, parse_ispu_2020
+
+    lines = [
+        "tanggal;stasiun;pm25;pm10;so2;co;o3;no2;max;critical;categori\r\n",
+        "01/01/2022;DKI4 (Lubang Buaya);100.0;50.0;;;;;100.0;PM25;SEDANG\r\n",
+        "02/01/2022;DKI4 (Lubang Buaya);75.0;;;;;;75.0;PM25;SEDANG\r\n",
+    ]
+    items = list(parse_ispu_2020(lines, "ispu.csv", 7.0))
+    assert all(isinstance(item, Record) for item in items)
+    first, second = items
+    assert first.fields == {"pm25": 55.4, "pm10": 50.0}  # the P.14/2020 band edges
+    assert second.fields == {"pm25": 35.45}
+    assert "so2" in first.gaps
+    old = ["tanggal,stasiun,pm10,so2,co,o3,no2,max,critical,categori\n",
+           "3/15/2015,DKI1 (Bunderan HI),60,20,30,40,10,60,PM10,SEDANG\n"]
+    assert [type(i) for i in parse_ispu_2020(old, "dki1.csv", 7.0)] == [Skipped]
