@@ -294,6 +294,8 @@ def test_ispu_2020_export_is_inverted_to_daily_mean_concentrations() -> None:
     assert first.fields == {"pm25": 55.4, "pm10": 50.0}  # the P.14/2020 band edges
     assert second.fields == {"pm25": 35.45}
     assert "so2" in first.gaps
-    old = ["tanggal,stasiun,pm10,so2,co,o3,no2,max,critical,categori\n",
-           "3/15/2015,DKI1 (Bunderan HI),60,20,30,40,10,60,PM10,SEDANG\n"]
+    old = [
+        "tanggal,stasiun,pm10,so2,co,o3,no2,max,critical,categori\n",
+        "3/15/2015,DKI1 (Bunderan HI),60,20,30,40,10,60,PM10,SEDANG\n",
+    ]
     assert [type(i) for i in parse_ispu_2020(old, "dki1.csv", 7.0)] == [Skipped]
