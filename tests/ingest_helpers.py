@@ -264,3 +264,14 @@ def scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             metrics[name] = float(value)
     return metrics
+
+
+def pantau(
+    *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `pantau` command with no PANTAU_* variables from the outside."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [PANTAU, *args], capture_output=True, text=True, timeout=timeout, check=False, env=full_env
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,16 +12,9 @@ import pytest
 from ingest.influx import InfluxClient
 from simulators.faults import read_ground_truth
 from simulators.fleet import purbalingga_fleet, with_interval
-from tests.ingest_helpers import PANTAU, count, running_collector, wait_for
+from tests.ingest_helpers import count, pantau, running_collector, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def pantau(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
-    return subprocess.run(
-        [PANTAU, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
-    )
 
 
 def test_injected_faults_of_a_simulated_run_are_found(

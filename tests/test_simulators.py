@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +33,7 @@ from simulators.load import LoadPlan, run_load
 from simulators.model import local_hour
 from simulators.purbalingga import DISTRICTS
 from simulators.river import RiverModel
-from tests.ingest_helpers import PANTAU, count, rows, running_collector, wait_for
+from tests.ingest_helpers import count, pantau, rows, running_collector, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 DEC_1_2024 = 1733011200.0  # 2024-12-01T00:00:00Z, 07:00 WIB, wet season
@@ -324,16 +322,6 @@ def capture(mqtt_url: str, topic: str) -> Iterator[list[tuple[str, bytes]]]:
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def pantau(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [PANTAU, *args], capture_output=True, text=True, timeout=timeout, check=False, env=full_env
-    )
 
 
 @pytest.mark.integration
