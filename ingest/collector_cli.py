@@ -73,7 +73,10 @@ def ingest(**options: Any) -> None:
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
+        # Not stop.set() here: the handler runs on the main thread, which may be inside
+        # stop.wait() holding the event's (non-reentrant) lock; setting it from here would
+        # deadlock. A short-lived thread sets it once the main thread lets go.
+        threading.Thread(target=stop.set, name="stop", daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

@@ -60,7 +60,9 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
+        # Setting the event from the handler could deadlock if the main thread is inside
+        # stop.wait() (the handler runs on that thread): let a short-lived thread do it.
+        threading.Thread(target=stop.set, name="stop", daemon=True).start()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
