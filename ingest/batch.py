@@ -183,9 +183,11 @@ class BatchBuilder:
         """Validate all collected readings column by column and start a new batch."""
         now = self._clock() if self._clock is not None else time.time()
         columns: dict[str, KindColumns] = {}
+        # Built once per batch, shared by the kinds (each picks its own messages' rows).
+        per_message = self._per_message() if self._messages else ()
         for kind, kind_rows in self._kinds.items():
             if kind_rows.rows:
-                built = self._build_kind(kind_rows, now)
+                built = self._build_kind(kind_rows, now, per_message)
                 if len(built):
                     columns[kind] = built
         batch = Batch(columns, self._rejections, self._count)
@@ -259,7 +261,17 @@ class BatchBuilder:
 
     # -- reading level, vectorised per column ---------------------------------------------------
 
-    def _build_kind(self, kind_rows: _KindRows, now: float) -> KindColumns:
+    def _per_message(self) -> tuple[npt.NDArray[Any], ...]:
+        """Series key, device, city and district of every message, as string arrays."""
+        devices = [msg.device for msg in self._messages]
+        return tuple(
+            np.array([getattr(d, name) for d in devices], dtype=StringDType())
+            for name in ("series_key", "device_id", "city", "district")
+        )
+
+    def _build_kind(
+        self, kind_rows: _KindRows, now: float, per_message: tuple[npt.NDArray[Any], ...]
+    ) -> KindColumns:
         spec = kind_rows.spec
         rows = kind_rows.rows
         n, m = len(rows), len(spec.fields)
@@ -313,10 +325,7 @@ class BatchBuilder:
             )
         keep = code == 0
         message_no = np.asarray(kind_rows.message, dtype=np.intp)[keep]
-        series_of = np.array([msg.device.series_key for msg in self._messages], dtype=StringDType())
-        device_of = np.array([msg.device.device_id for msg in self._messages], dtype=StringDType())
-        city_of = np.array([msg.device.city for msg in self._messages], dtype=StringDType())
-        district_of = np.array([msg.device.district for msg in self._messages], dtype=StringDType())
+        series_of, device_of, city_of, district_of = per_message
         # Microsecond rounding keeps float epoch seconds deterministic: a redelivered reading
         # lands on exactly the same InfluxDB timestamp and overwrites itself.
         ts_ns = np.round(ts_s[keep] * 1e6).astype(np.int64) * 1000

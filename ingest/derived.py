@@ -117,13 +117,11 @@ class Derivation:
             bank = self.banks[kind]
             ids = np.array(columns.device_ids.tolist())
             districts = np.array(columns.districts.tolist())
-            for device, city, district in set(
-                zip(
-                    ids.tolist(),
-                    columns.cities.tolist(),
-                    districts.tolist(),
-                    strict=True,
-                )
+            # One entry per device, not per reading.
+            _, first = np.unique(ids, return_index=True)
+            cities = columns.cities[first].tolist()
+            for device, city, district in zip(
+                ids[first].tolist(), cities, districts[first].tolist(), strict=True
             ):
                 self._places[device] = (city, district)
             ts = columns.ts_ns.astype(np.float64) / 1e9

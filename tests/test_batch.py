@@ -53,10 +53,7 @@ def test_gateway_batch_keeps_good_readings_around_bad_ones() -> None:
     ]
     batch = build((SL, readings))
     assert len(batch.columns["streetlight"]) == 2
-    assert [(r.reason.value, r.index) for r in batch.rejections] == [
-        ("wrong_type", 3),
-        ("out_of_range", 1),
-    ] or sorted((r.reason.value, r.index) for r in batch.rejections) == [
+    assert sorted((r.reason.value, r.index) for r in batch.rejections) == [
         ("out_of_range", 1),
         ("wrong_type", 3),
     ]
