@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pantau quick start on a fresh Debian/Ubuntu machine.
-#   deploy/quickstart.sh up      install what is missing, start broker + database, a simulated
-#                                fleet and the collector (Ctrl-C stops fleet and collector)
+#   deploy/quickstart.sh up      install what is missing, then `pantau demo`: broker, database,
+#                                a simulated fleet, the collector, the API and its dashboard
 #   deploy/quickstart.sh test    install what is missing, run the whole test suite
 #   deploy/quickstart.sh down    stop the private broker and database started by `up`
 # The tests start their own broker and database on free ports; `up` uses .pantau/.
@@ -27,6 +27,8 @@ bootstrap() {
   command -v influxd >/dev/null || missing+=(influxdb)
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v influx >/dev/null || missing+=(influxdb-client)
+  # The dashboard's browser test drives Debian's Chromium (headless) through Playwright.
+  [ "$command" != test ] || command -v chromium >/dev/null || missing+=(chromium)
   python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || missing+=(python3)
   python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
     || missing+=(python3-venv)
@@ -51,16 +53,9 @@ shift || true
 case "$command" in
   up)
     bootstrap
-    .venv/bin/pantau services up
-    export PANTAU_MQTT_URL=${PANTAU_MQTT_URL:-mqtt://127.0.0.1:11883}
-    export PANTAU_INFLUX_URL=${PANTAU_INFLUX_URL:-http://127.0.0.1:18086}
-    # The simulated Purbalingga fleet (90 devices, a few faults) publishes in real time.
-    .venv/bin/pantau simulate --registry deploy/registry.example.csv \
-      --faults "spike=0.002,stuck=0.0005,dropout=0.0005,lamp_out=0.001" \
-      --ground-truth .pantau/ground-truth.csv > .pantau/simulate.log 2>&1 &
-    simulator=$!
-    trap 'kill "$simulator" 2>/dev/null || true' EXIT
-    .venv/bin/pantau ingest --registry deploy/registry.example.csv --metrics-port 9108 "$@"
+    # Broker, database, a simulated Purbalingga fleet (90 devices, a few faults), the collector
+    # and the API with its dashboard; prints the dashboard URL and a token. Ctrl-C stops it.
+    exec .venv/bin/pantau demo "$@"
     ;;
   test)
     bootstrap

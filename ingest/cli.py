@@ -17,6 +17,9 @@ _SUBCOMMANDS: Final = {
     "replay": "simulators.cli:replay",
     "detect": "ingest.detect_cli:detect",
     "evaluate": "simulators.evaluate_cli:evaluate",
+    "api": "api.cli:api",
+    "tokens": "api.cli:tokens",
+    "demo": "api.demo:demo",
 }
 
 
@@ -41,3 +44,7 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="pantau")
 def main() -> None:
     """Pantau: smart-city sensor platform (MQTT ingest, processors, InfluxDB, API)."""
+
+
+if __name__ == "__main__":
+    main()

@@ -4,8 +4,9 @@ Anomalies and indicators go into the same InfluxDB write as the readings (measur
 `anomaly` and `indicator`) and onto the derived topics
 `pantau/derived/{city}/{district}/{kind}/{device_id}/{anomaly|indicator}` (indicators retained,
 so a fresh API replica learns the current state at once). District-level indicators use the
-device id `_district`. Points carry the reading's observation time, so a redelivered batch
-rewrites the same points.
+device id `_district`. Each batch also publishes, per device, a retained `reading` summary (its
+newest reading in the batch and how many readings the batch held) for the live feeds. Points
+carry the reading's observation time, so a redelivered batch rewrites the same points.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from ingest.batch import Batch
+from ingest.batch import Batch, KindColumns
 from ingest.lineprotocol import escape_string_field
 from ingest.registry import Registry
 from processors.bank import SEVERITY, DeviceFacts, KindProcessor
@@ -128,6 +129,7 @@ class Derivation:
             findings = bank.process(ids, ts, columns.values, columns.present, districts)
             derived.extend(self._anomalies(kind, bank, findings))
             derived.extend(self._indicators(kind, bank, bank.indicators(now)))
+            derived.extend(self._summaries(kind, columns))
         return derived
 
     def sweep(self, now: float) -> Derived:
@@ -251,6 +253,38 @@ class Derivation:
                 retain=True,
             )
         )
+
+    def _summaries(self, kind: str, columns: KindColumns) -> Derived:
+        """One retained message per device: its newest reading in this batch."""
+        derived = Derived()
+        ids = columns.device_ids
+        order = np.lexsort((columns.ts_ns, ids))
+        sorted_ids = ids[order]
+        last = np.flatnonzero(np.append(sorted_ids[1:] != sorted_ids[:-1], True))
+        counts = np.diff(np.append(-1, last))
+        rows = order[last]
+        names = columns.spec.field_names
+        for row, count in zip(rows.tolist(), counts.tolist(), strict=True):
+            values = {
+                names[j]: float(columns.values[row, j])
+                for j in np.flatnonzero(columns.present[row]).tolist()
+            }
+            payload = {
+                "ts": int(columns.ts_ns[row]) / 1e9,
+                "kind": kind,
+                "device_id": str(ids[row]),
+                "readings": count,
+                "values": values,
+            }
+            city, district = str(columns.cities[row]), str(columns.districts[row])
+            derived.messages.append(
+                DerivedMessage(
+                    f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{ids[row]}/reading",
+                    json.dumps(payload).encode(),
+                    retain=True,
+                )
+            )
+        return derived
 
     # -- surviving a restart --------------------------------------------------------------------
 

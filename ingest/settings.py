@@ -63,6 +63,26 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # Prometheus /metrics
 
+    # The API (`pantau api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_tokens_file: Path | None = None  # default: <services_dir>/tokens.json
+    api_cors_origins: list[str] = Field(default_factory=list)  # e.g. ["https://ops.example"]
+    api_scoring_model: Path = Path("deploy/scoring-model.toml")
+    api_city: str = Field(default="+", pattern=r"^(\+|[a-z0-9_-]{1,64})$")  # "+": every city
+    api_client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # History queries: the longest range and the most intervals one answer may hold.
+    api_history_max_days: float = Field(default=366.0, gt=0)
+    api_history_max_points: int = Field(default=5000, ge=10, le=100_000)
+    # Anomalies unacknowledged for less than this long count as open.
+    api_open_anomaly_s: float = Field(default=24 * 3600.0, gt=0)
+    # A device shows status "anomaly" while it has an open anomaly this recent.
+    api_anomaly_status_s: float = Field(default=3600.0, gt=0)
+    # Live feeds: frames are sent this often; a client holds at most this many unsent frames.
+    api_feed_interval_s: float = Field(default=0.1, gt=0, le=5)
+    api_feed_max_frames: int = Field(default=50, ge=1, le=10_000)
+    api_max_body_bytes: int = Field(default=16 * 1024, ge=256)
+
     # Private services for development and tests (`pantau services`).
     services_dir: Path = Path(".pantau")
     services_mqtt_port: int = Field(default=11883, ge=1, le=65535)
@@ -88,6 +108,11 @@ class Settings(BaseSettings):
         if self.share_group:
             return f"$share/{self.share_group}/{self.topic}"
         return self.topic
+
+    @property
+    def effective_tokens_file(self) -> Path:
+        """Where the API's hashed tokens live."""
+        return self.api_tokens_file or self.services_dir / "tokens.json"
 
     @property
     def effective_spool_dir(self) -> Path:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from ingest.services import InfluxDBService, MosquittoService, free_port
+from tests.api_helpers import ApiProcess, running_api
+
+EXAMPLE_REGISTRY = Path(__file__).parents[1] / "deploy" / "registry.example.csv"
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +62,12 @@ def influx_db(influx: InfluxDBService) -> Iterator[str]:
 def unique_city() -> str:
     """A lowercase topic segment no other test uses, so MQTT traffic stays separate."""
     return f"c{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def api_server(
+    broker: MosquittoService, influx: InfluxDBService, influx_db: str
+) -> Iterator[ApiProcess]:
+    """`pantau api` over the example registry, following every city; `.url`, `.token` (admin)."""
+    with running_api(broker.url, influx.url, influx_db, registry=EXAMPLE_REGISTRY) as api:
+        yield api

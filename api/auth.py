@@ -1,0 +1,56 @@
+"""Bearer-token checks: 401 without a valid token, 403 without the scope an endpoint needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import HTTPConnection
+
+from api.context import context
+from api.problems import Problem
+from api.tokens import Scope, TokenRecord
+
+__all__ = ["authorize", "require"]
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pantau"'}
+
+
+def _presented(connection: HTTPConnection, allow_query: bool) -> str | None:
+    header = connection.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    if allow_query:
+        # Browsers' EventSource and WebSocket cannot send headers; live feeds take a parameter.
+        return connection.query_params.get("access_token")
+    return None
+
+
+def authorize(
+    connection: HTTPConnection, scope: Scope, *, allow_query: bool = False
+) -> TokenRecord:
+    """The token's record, or a 401/403 Problem."""
+    token = _presented(connection, allow_query)
+    if token is None:
+        raise Problem(
+            401, "a bearer token is required: Authorization: Bearer <token>", headers=_CHALLENGE
+        )
+    record = context(connection).tokens.verify(token)
+    if record is None:
+        raise Problem(401, "unknown or revoked token", headers=_CHALLENGE)
+    if Scope.parse(record.scope) < scope:
+        raise Problem(403, f"this needs the {scope.label} scope; the token has {record.scope}")
+    return record
+
+
+def require(
+    scope: Scope, *, allow_query: bool = False
+) -> Callable[[HTTPConnection], Awaitable[TokenRecord]]:
+    """A FastAPI dependency that needs a token with at least `scope`."""
+
+    async def check(connection: HTTPConnection) -> TokenRecord:
+        return authorize(connection, scope, allow_query=allow_query)
+
+    return check

@@ -1,0 +1,98 @@
+"""The API's MQTT side: follow the derived topics into the live state and the feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import orjson
+
+from api.livestate import ACK_PREFIX, LiveState
+from ingest.settings import Settings, mqtt_endpoint
+
+__all__ = ["BrokerLink"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PAYLOAD = 64 * 1024
+
+
+class BrokerLink:
+    """Subscribes to the derived topics, reconnecting with jittered backoff; publishes acks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: LiveState,
+        on_event: Callable[[dict[str, Any]], None],
+        on_message: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.on_event = on_event
+        self.on_message = on_message
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        # Each replica needs its own identity: a clean session, all retained state on connect.
+        self.client_id = settings.api_client_id or f"pantau-api-{secrets.token_hex(4)}"
+
+    async def run(self) -> None:
+        """Follow the broker until cancelled."""
+        endpoint = mqtt_endpoint(self.settings.mqtt_url)
+        delay = 0.5
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    endpoint.host,
+                    endpoint.port,
+                    username=endpoint.username,
+                    password=endpoint.password,
+                    identifier=self.client_id,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    tls_context=ssl.create_default_context() if endpoint.tls else None,
+                    max_queued_incoming_messages=100_000,
+                ) as client:
+                    self._client = client
+                    for topic in (f"pantau/derived/{self.settings.api_city}/#", f"{ACK_PREFIX}#"):
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    log.info("api connected to broker", extra={"client_id": self.client_id})
+                    delay = 0.5
+                    async for message in client.messages:
+                        self._take(str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning("broker connection lost; retrying", extra={"error": str(exc)})
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    def _take(self, topic: str, payload: Any) -> None:
+        if self.on_message is not None:
+            self.on_message()
+        if not isinstance(payload, bytes | bytearray) or len(payload) > _MAX_PAYLOAD:
+            return
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            log.warning("undecodable derived message", extra={"topic": topic[:200]})
+            return
+        if not isinstance(data, dict):
+            return
+        event = self.state.apply(topic, data)
+        if event is not None:
+            self.on_event(event)
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish one message (QoS 1); raises ConnectionError while the broker is away."""
+        client = self._client
+        if client is None:
+            raise ConnectionError("not connected to the MQTT broker")
+        await client.publish(topic, orjson.dumps(payload), qos=1)

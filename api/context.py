@@ -1,0 +1,98 @@
+"""Everything one API process holds, built at start-up and reached through the request."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from starlette.requests import HTTPConnection
+
+from api.anomaly_store import AnomalyStore
+from api.areas import area_metrics, area_summary
+from api.broker import BrokerLink
+from api.feed import FeedHub
+from api.influx_async import AsyncInflux
+from api.livestate import IndicatorEntry, LiveState
+from api.metrics import ApiMetrics
+from api.scoring import ScoringModel
+from api.tokens import TokenStore
+from ingest.settings import Settings
+
+__all__ = ["ApiContext", "context"]
+
+# Area summaries and scores are recomputed at most this often while readings stream in.
+_SUMMARY_EVERY_S = 0.5
+
+
+@dataclass
+class _Cached:
+    version: int = -1
+    at: float = 0.0
+    value: Any = None
+
+
+@dataclass
+class ApiContext:
+    """The API's parts: settings, live state, feed, broker link, InfluxDB, tokens, model."""
+
+    settings: Settings
+    state: LiveState
+    hub: FeedHub
+    link: BrokerLink
+    influx: AsyncInflux
+    anomalies: AnomalyStore
+    tokens: TokenStore
+    model: ScoringModel
+    metrics: ApiMetrics
+    _areas: _Cached = field(default_factory=_Cached)
+    _scores: _Cached = field(default_factory=_Cached)
+
+    def areas(self) -> dict[str, Any]:
+        """Indicator summaries for the regency and per district (cached briefly)."""
+        areas: dict[str, Any] = self._cached(self._areas, self._compute_areas)
+        return areas
+
+    def scores(self) -> dict[str, Any]:
+        """Dimension scores for the regency and per district (cached briefly)."""
+        scores: dict[str, Any] = self._cached(self._scores, self._compute_scores)
+        return scores
+
+    def _cached(self, slot: _Cached, compute: Any) -> Any:
+        now = time.monotonic()
+        if slot.version != self.state.version and (
+            slot.value is None or now - slot.at >= _SUMMARY_EVERY_S
+        ):
+            slot.version, slot.at, slot.value = self.state.version, now, compute()
+        return slot.value
+
+    def _compute_areas(self) -> dict[str, Any]:
+        by_district: dict[str, list[IndicatorEntry]] = {}
+        for entry in self.state.indicators.values():
+            by_district.setdefault(entry.district, []).append(entry)
+        now = time.time()
+        return {
+            "ts": now,
+            "regency": area_summary(self.state.indicators.values()),
+            "districts": {d: area_summary(e) for d, e in sorted(by_district.items())},
+        }
+
+    def _compute_scores(self) -> dict[str, Any]:
+        areas = self.areas()
+        now = time.time()
+        return {
+            "ts": now,
+            "model": self.model.source,
+            "regency": {"dimensions": self.model.score(area_metrics(areas["regency"]), now)},
+            "districts": {
+                d: {"dimensions": self.model.score(area_metrics(s), now)}
+                for d, s in areas["districts"].items()
+            },
+        }
+
+
+def context(connection: HTTPConnection | Request) -> ApiContext:
+    """The context of the app serving this request or WebSocket."""
+    ctx: ApiContext = connection.app.state.ctx
+    return ctx

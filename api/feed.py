@@ -1,0 +1,147 @@
+"""The live feed: events fan out to WebSocket and SSE clients in frames, each client filtered.
+
+Events gather for `interval` seconds, then each distinct filter's frame is encoded once and
+queued to its clients. Every client has a bounded queue of frames: a slow client loses its own
+oldest frames, and the next frame it gets says how many events it lost. Nothing a client does
+can slow the flush, so one slow client never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+__all__ = ["EVENT_TYPES", "FeedFilter", "FeedHub", "Subscription"]
+
+EVENT_TYPES: Final = frozenset({"anomaly", "indicator", "reading", "ack"})
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    """Which events a client wants; None matches anything."""
+
+    types: frozenset[str] = EVENT_TYPES
+    kind: str | None = None
+    district: str | None = None
+    device_id: str | None = None
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """True if the event passes this filter."""
+        return (
+            event["type"] in self.types
+            and (self.kind is None or event.get("kind") == self.kind)
+            and (self.district is None or event.get("district") == self.district)
+            and (self.device_id is None or event.get("device_id") == self.device_id)
+        )
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One client's queue of frames."""
+
+    filter: FeedFilter
+    max_frames: int
+    frames: deque[tuple[int, int, bytes]] = field(default_factory=deque)  # seq, events, body
+    dropped: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def put(self, seq: int, events: int, body: bytes) -> int:
+        """Queue a frame; returns how many events were dropped to make room."""
+        lost = 0
+        while len(self.frames) >= self.max_frames:
+            lost += self.frames.popleft()[1]
+        self.dropped += lost
+        self.frames.append((seq, events, body))
+        self.wake.set()
+        return lost
+
+    async def next_frame(self) -> bytes | None:
+        """The next frame as JSON, or None once the hub has closed this subscription."""
+        while not self.frames:
+            if self.closed:
+                return None
+            self.wake.clear()
+            await self.wake.wait()
+        seq, _, body = self.frames.popleft()
+        dropped, self.dropped = self.dropped, 0
+        return b'{"seq":%d,"dropped":%d,"events":%b}' % (seq, dropped, body)
+
+
+class FeedHub:
+    """Gathers events and fans them out in frames."""
+
+    def __init__(
+        self, max_frames: int = 50, on_dropped: Callable[[int], None] | None = None
+    ) -> None:
+        self.max_frames = max_frames
+        self.on_dropped = on_dropped
+        self._pending: list[dict[str, Any]] = []
+        self._subscriptions: set[Subscription] = set()
+        self._seq = 0
+        self.events_dropped = 0  # all clients, for the metrics
+
+    @property
+    def clients(self) -> int:
+        """Connected clients."""
+        return len(self._subscriptions)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Add one event to the next frame."""
+        if self._subscriptions:
+            self._pending.append(event)
+
+    def subscribe(self, feed_filter: FeedFilter) -> Subscription:
+        """A new client's subscription."""
+        subscription = Subscription(feed_filter, self.max_frames)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Forget a client."""
+        self._subscriptions.discard(subscription)
+        subscription.closed = True
+        subscription.wake.set()
+
+    def close(self) -> None:
+        """End every subscription (shutdown)."""
+        for subscription in list(self._subscriptions):
+            self.unsubscribe(subscription)
+
+    def flush(self) -> None:
+        """Send what gathered since the last flush."""
+        events, self._pending = self._pending, []
+        if not events:
+            return
+        self._seq += 1
+        groups: dict[FeedFilter, list[Subscription]] = {}
+        for subscription in self._subscriptions:
+            groups.setdefault(subscription.filter, []).append(subscription)
+        for feed_filter, members in groups.items():
+            chosen = _select(feed_filter, events)
+            if not chosen:
+                continue
+            body = orjson.dumps(chosen)
+            for subscription in members:
+                lost = subscription.put(self._seq, len(chosen), body)
+                if lost:
+                    self.events_dropped += lost
+                    if self.on_dropped is not None:
+                        self.on_dropped(lost)
+
+    async def run(self, interval: float) -> None:
+        """Flush every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.flush()
+
+
+def _select(feed_filter: FeedFilter, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    if feed_filter == FeedFilter():
+        return list(events)
+    return [e for e in events if feed_filter.matches(e)]

@@ -1,0 +1,82 @@
+"""An asyncio InfluxDB client for the API: InfluxQL queries and small writes (v1 endpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ingest.influx import InfluxClientError, InfluxUnavailableError, quote_identifier
+from ingest.settings import Settings
+
+__all__ = ["AsyncInflux", "rows"]
+
+
+class AsyncInflux:
+    """One connection pool per API process, closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        quote_identifier(settings.influx_db)
+        self.database = settings.influx_db
+        token = settings.influx_token.get_secret_value() if settings.influx_token else None
+        password = settings.influx_password.get_secret_value() if settings.influx_password else ""
+        self._http = httpx.AsyncClient(
+            base_url=settings.influx_url,
+            timeout=settings.influx_timeout_s,
+            headers={"Authorization": f"Token {token}"} if token else {},
+            auth=(settings.influx_username, password) if settings.influx_username else None,
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._http.aclose()
+
+    async def ping(self) -> bool:
+        """True if InfluxDB answers /ping."""
+        try:
+            return (await self._http.get("/ping")).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    async def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL (built from quoted identifiers and literals); epoch-ns times."""
+        params = {"db": self.database, "q": influxql, "epoch": "ns"}
+        try:
+            response = await self._http.get("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
+        if response.status_code >= 500:
+            raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}")
+        if response.status_code != 200:
+            raise InfluxClientError(response.status_code, response.text[:500])
+        series: list[dict[str, Any]] = []
+        for result in response.json().get("results", []):
+            if "error" in result:
+                raise InfluxClientError(400, str(result["error"])[:500])
+            series.extend(result.get("series", []))
+        return series
+
+    async def write(self, lines: str) -> None:
+        """Write line protocol (ns precision)."""
+        try:
+            response = await self._http.post(
+                "/write", params={"db": self.database, "precision": "n"}, content=lines.encode()
+            )
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
+        if response.status_code >= 500:
+            raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}")
+        if response.status_code != 204:
+            raise InfluxClientError(response.status_code, response.text[:500])
+
+
+def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """InfluxQL series as one dict per row, tags merged in."""
+    out: list[dict[str, Any]] = []
+    for s in series:
+        tags = s.get("tags") or {}
+        columns = s["columns"]
+        for values in s.get("values", []):
+            out.append({**tags, **dict(zip(columns, values, strict=True))})
+    return out

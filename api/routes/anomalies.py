@@ -1,0 +1,106 @@
+"""Anomalies: recent ones with filters, and acknowledgement by the operations centre."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.anomaly_ids import parse_anomaly_id
+from api.auth import require
+from api.context import context
+from api.livestate import ACK_PREFIX, Ack
+from api.problems import Problem
+from api.queries import AnomalyFilter, parse_time
+from api.tokens import Scope, TokenRecord
+from ingest.influx import InfluxError, InfluxUnavailableError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/anomalies", tags=["anomalies"])
+
+Kind = Literal["air_quality", "water_level", "streetlight"]
+Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
+_WEEK = 7 * 86400.0
+
+
+class AckBody(BaseModel):
+    """What the operator says when acknowledging."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=500)
+
+
+@router.get("", dependencies=[Depends(require(Scope.READ))])
+async def list_anomalies(
+    request: Request,
+    kind: Kind | None = None,
+    district: Segment | None = None,
+    severity: Literal["critical", "warning", "info"] | None = None,
+    device_id: Segment | None = None,
+    detector: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+    since: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
+    acknowledged: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Recent anomalies (default: the last 7 days), newest first, with their acks."""
+    until_s = parse_time(until, "until") if until is not None else time.time() + 3600
+    since_s = parse_time(since, "since") if since is not None else until_s - _WEEK - 3600
+    if since_s >= until_s:
+        raise Problem(422, "since must be before until")
+    flt = AnomalyFilter(
+        since_ns=int(since_s * 1e9),
+        until_ns=int(until_s * 1e9),
+        kind=kind,
+        district=district,
+        severity=severity,
+        device_id=device_id,
+        detector=detector,
+    )
+    try:
+        found = await context(request).anomalies.find(flt, limit)
+    except InfluxUnavailableError as exc:
+        raise Problem(503, f"anomaly history is unavailable: {exc}") from None
+    except InfluxError as exc:
+        raise Problem(502, f"InfluxDB refused the query: {exc}") from None
+    if acknowledged is not None:
+        found = [a for a in found if (a.acknowledged is not None) == acknowledged]
+    return {"count": len(found), "anomalies": [a.as_json() for a in found]}
+
+
+@router.post("/{anomaly_id}/ack")
+async def acknowledge(
+    request: Request,
+    anomaly_id: str,
+    body: AckBody,
+    token: Annotated[TokenRecord, Depends(require(Scope.OPERATE))],
+) -> dict[str, Any]:
+    """Acknowledge one anomaly (who, when, note); acknowledging again replaces the note."""
+    key = parse_anomaly_id(anomaly_id)
+    if key is None:
+        raise Problem(404, "no such anomaly (ids look like device.detector.field.ns)")
+    ctx = context(request)
+    try:
+        anomaly = await ctx.anomalies.get(key)
+        if anomaly is None:
+            raise Problem(404, "no such anomaly")
+        ack = Ack(by=token.name or f"token:{token.token_id}", at=time.time(), note=body.note)
+        await ctx.anomalies.acknowledge(anomaly, ack)
+    except InfluxUnavailableError as exc:
+        raise Problem(503, f"anomalies are unavailable: {exc}") from None
+    except InfluxError as exc:
+        raise Problem(502, f"InfluxDB refused the acknowledgement: {exc}") from None
+    anomaly.acknowledged = ack
+    payload = {"by": ack.by, "at": ack.at, "note": ack.note}
+    ctx.state.add_anomalies([anomaly])
+    event = ctx.state.apply(f"{ACK_PREFIX}{anomaly.id}", payload)
+    try:
+        # Other replicas learn at once; they would also find it in InfluxDB on their next query.
+        await ctx.link.publish(f"{ACK_PREFIX}{anomaly.id}", payload)
+    except ConnectionError:
+        if event is not None:
+            ctx.hub.publish(event)
+    return anomaly.as_json()

@@ -1,0 +1,128 @@
+"""Live feeds over Server-Sent Events and WebSocket, with filters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Final, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from api.auth import authorize, require
+from api.context import context
+from api.feed import EVENT_TYPES, FeedFilter
+from api.problems import Problem
+from api.tokens import Scope
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/feed", tags=["feed"])
+
+Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
+_HEARTBEAT_S: Final = 15.0
+
+
+def _filter(
+    types: str | None, kind: str | None, district: str | None, device_id: str | None
+) -> FeedFilter:
+    wanted = frozenset(t for t in (types or "").split(",") if t) or EVENT_TYPES
+    unknown = wanted - EVENT_TYPES
+    if unknown:
+        raise Problem(
+            422,
+            f"types: unknown {', '.join(sorted(unknown))}; use {', '.join(sorted(EVENT_TYPES))}",
+        )
+    return FeedFilter(wanted, kind, district, device_id)
+
+
+Kind = Literal["air_quality", "water_level", "streetlight"]
+Types = Annotated[
+    str | None, Query(max_length=100, description="comma-separated: anomaly,indicator,reading,ack")
+]
+
+
+@router.get("/sse", dependencies=[Depends(require(Scope.READ, allow_query=True))])
+async def sse(
+    request: Request,
+    types: Types = None,
+    kind: Kind | None = None,
+    district: Segment | None = None,
+    device_id: Segment | None = None,
+    access_token: Annotated[str | None, Query(max_length=200)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: one `frame` event per flush ({seq, dropped, events})."""
+    ctx = context(request)
+    subscription = ctx.hub.subscribe(_filter(types, kind, district, device_id))
+    gauge = ctx.metrics.feed_clients.labels("sse")
+
+    async def stream() -> AsyncIterator[bytes]:
+        gauge.inc()
+        try:
+            yield b": pantau live feed\nretry: 2000\n\n"
+            while True:
+                try:
+                    frame = await asyncio.wait_for(subscription.next_frame(), _HEARTBEAT_S)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                if frame is None:
+                    return
+                yield b"event: frame\ndata: " + frame + b"\n\n"
+        finally:
+            ctx.hub.unsubscribe(subscription)
+            gauge.dec()
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.websocket("/ws")
+async def websocket(
+    socket: WebSocket,
+    types: Types = None,
+    kind: Kind | None = None,
+    district: Segment | None = None,
+    device_id: Segment | None = None,
+) -> None:
+    """WebSocket: one text message per frame ({seq, dropped, events})."""
+    try:
+        authorize(socket, Scope.READ, allow_query=True)
+        feed_filter = _filter(types, kind, district, device_id)
+    except Problem as exc:
+        # 1008 policy violation; the reason says which problem (no HTTP status on a socket).
+        await socket.close(code=1008, reason=f"{exc.status}: {exc.detail}"[:120])
+        return
+    await socket.accept()
+    ctx = context(socket)
+    subscription = ctx.hub.subscribe(feed_filter)
+    gauge = ctx.metrics.feed_clients.labels("websocket")
+    gauge.inc()
+
+    async def watch_close() -> None:
+        # Clients only listen; reading tells us when they leave.
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_text()
+
+    watcher = asyncio.create_task(watch_close(), name="feed-ws-watch")
+    try:
+        while not watcher.done():
+            frame_task = asyncio.create_task(subscription.next_frame(), name="feed-ws-frame")
+            done, _ = await asyncio.wait({frame_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if frame_task not in done:
+                frame_task.cancel()
+                break
+            frame = frame_task.result()
+            if frame is None:
+                break
+            await socket.send_text(frame.decode())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        watcher.cancel()
+        ctx.hub.unsubscribe(subscription)
+        gauge.dec()
+        with contextlib.suppress(RuntimeError):
+            await socket.close()

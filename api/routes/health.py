@@ -1,0 +1,42 @@
+"""Health and readiness (no token), and Prometheus metrics (read scope)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.auth import require
+from api.context import context
+from api.tokens import Scope
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, Any]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Ready when the broker link is up and InfluxDB answers; 503 and which one is not."""
+    ctx = context(request)
+    checks = {"broker": ctx.link.connected.is_set(), "influxdb": await ctx.influx.ping()}
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+@router.get("/metrics", dependencies=[Depends(require(Scope.READ))])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this API process."""
+    ctx = context(request)
+    ctx.metrics.broker_connected.set(1 if ctx.link.connected.is_set() else 0)
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,136 @@
+"""Bearer tokens with scopes, stored hashed in a JSON file (`pantau tokens create`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Final
+
+__all__ = ["Scope", "TokenRecord", "TokenStore"]
+
+_PREFIX: Final = "pantau_"
+# The file is re-read when it changes, but looked at no more often than this.
+_RECHECK_S: Final = 1.0
+
+
+class Scope(IntEnum):
+    """What a token may do; each scope includes the ones below it."""
+
+    READ = 1
+    OPERATE = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, name: str) -> Scope:
+        """The scope called `name` (read, operate, admin)."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown scope {name!r}: use read, operate or admin") from None
+
+    @property
+    def label(self) -> str:
+        """The scope's name as users write it."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """One stored token: never the token itself, only its SHA-256."""
+
+    token_id: str
+    name: str
+    scope: str
+    sha256: str
+    created: float
+
+
+def _digest(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """The token file: create and revoke tokens, and check a presented one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_digest: dict[str, TokenRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+
+    def create(self, scope: Scope, name: str = "") -> tuple[str, TokenRecord]:
+        """A new token (returned once, in clear) and its stored record."""
+        token_id = secrets.token_hex(4)
+        token = f"{_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        record = TokenRecord(token_id, name, scope.label, _digest(token), time.time())
+        records = [*self._read(), record]
+        self._write(records)
+        return token, record
+
+    def revoke(self, token_id: str) -> bool:
+        """Remove a token by id; False if there was none."""
+        records = self._read()
+        kept = [r for r in records if r.token_id != token_id]
+        if len(kept) == len(records):
+            return False
+        self._write(kept)
+        return True
+
+    def records(self) -> list[TokenRecord]:
+        """Every stored token record."""
+        return self._read()
+
+    def verify(self, token: str) -> TokenRecord | None:
+        """The record of a presented token, or None if it is unknown."""
+        self._refresh()
+        if not token.startswith(_PREFIX) or len(token) > 200:
+            return None
+        return self._by_digest.get(_digest(token))
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < _RECHECK_S and self._stamp is not None:
+            return
+        self._checked = now
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            self._by_digest, self._stamp = {}, None
+            return
+        stamp = (info.st_mtime_ns, info.st_size)
+        if stamp != self._stamp:
+            self._by_digest = {r.sha256: r for r in self._read()}
+            self._stamp = stamp
+
+    def _read(self) -> list[TokenRecord]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return []
+        return [TokenRecord(**entry) for entry in data.get("tokens", [])]
+
+    def _write(self, records: list[TokenRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"tokens": [asdict(r) for r in records]}, indent=2)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            Path(tmp).chmod(0o600)
+            Path(tmp).replace(self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                Path(tmp).unlink()
+            raise
+        self._checked = 0.0
