@@ -25,6 +25,7 @@ from api.livestate import LiveState
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import OrjsonResponse, install_problem_handlers
 from api.queries import AnomalyFilter
+from api.ratelimit import RateLimiter
 from api.routes import anomalies, devices, dimensions, feed, health, indicators
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
@@ -61,6 +62,7 @@ def _context(settings: Settings, registry: Registry | None) -> ApiContext:
         tokens=TokenStore(settings.effective_tokens_file),
         model=ScoringModel.load(settings.api_scoring_model),
         metrics=metrics,
+        limiter=RateLimiter(settings.api_rate_per_s, settings.api_rate_burst),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import HTTPConnection
@@ -40,6 +41,13 @@ def authorize(
     record = context(connection).tokens.verify(token)
     if record is None:
         raise Problem(401, "unknown or revoked token", headers=_CHALLENGE)
+    wait = context(connection).limiter.wait_s(record.token_id)
+    if wait > 0:
+        raise Problem(
+            429,
+            "this token is over its request rate; slow down",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     if Scope.parse(record.scope) < scope:
         raise Problem(403, f"this needs the {scope.label} scope; the token has {record.scope}")
     return record

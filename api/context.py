@@ -16,6 +16,7 @@ from api.feed import FeedHub
 from api.influx_async import AsyncInflux
 from api.livestate import IndicatorEntry, LiveState
 from api.metrics import ApiMetrics
+from api.ratelimit import RateLimiter
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
 from ingest.settings import Settings
@@ -46,6 +47,7 @@ class ApiContext:
     tokens: TokenStore
     model: ScoringModel
     metrics: ApiMetrics
+    limiter: RateLimiter
     _areas: _Cached = field(default_factory=_Cached)
     _scores: _Cached = field(default_factory=_Cached)
 

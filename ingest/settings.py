@@ -25,6 +25,11 @@ class Settings(BaseSettings):
 
     # Where things are.
     mqtt_url: str = "mqtt://127.0.0.1:11883"
+    # TLS for mqtts:// URLs (ingest/tls.py): the CA that signed the broker's certificate
+    # (default: the system trust store), and an optional client certificate and key.
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
     influx_url: str = "http://127.0.0.1:18086"
     influx_db: str = Field(default="pantau", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     influx_username: str | None = None
@@ -82,6 +87,9 @@ class Settings(BaseSettings):
     api_feed_interval_s: float = Field(default=0.1, gt=0, le=5)
     api_feed_max_frames: int = Field(default=50, ge=1, le=10_000)
     api_max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    # Requests per second per token on average, and at once; 0 turns the limit off.
+    api_rate_per_s: float = Field(default=100.0, ge=0)
+    api_rate_burst: float = Field(default=200.0, ge=1)
 
     # Private services for development and tests (`pantau services`).
     services_dir: Path = Path(".pantau")

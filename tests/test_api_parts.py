@@ -16,6 +16,7 @@ from api.feed import FeedFilter, FeedHub
 from api.livestate import LiveState
 from api.problems import Problem
 from api.queries import AnomalyFilter, anomalies_query, history_query, parse_time
+from api.ratelimit import RateLimiter
 from api.scoring import ScoringModel, ScoringModelError
 from api.tokens import Scope, TokenStore
 
@@ -240,3 +241,12 @@ def test_live_state_follows_derived_topics_and_acks() -> None:
     assert state.open_anomalies() == []
     for bad in ("pantau/derived/x", f"{prefix}/unknown", f"{prefix}/anomaly"):
         assert state.apply(bad, {"ts": "x"}) is None
+
+
+def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    limiter = RateLimiter(rate=2.0, burst=3.0)
+    assert [limiter.wait_s("a", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait_s("a", 0.0) == pytest.approx(0.5)
+    assert limiter.wait_s("b", 0.0) == 0.0  # its own bucket
+    assert limiter.wait_s("a", 0.5) == 0.0  # one more after half a second
+    assert RateLimiter(rate=0.0, burst=1.0).wait_s("a", 0.0) == 0.0  # off

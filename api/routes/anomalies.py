@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.anomaly_ids import parse_anomaly_id
@@ -74,7 +74,7 @@ async def list_anomalies(
 @router.post("/{anomaly_id}/ack")
 async def acknowledge(
     request: Request,
-    anomaly_id: str,
+    anomaly_id: Annotated[str, Path(max_length=160, description="device.detector.field.ns")],
     body: AckBody,
     token: Annotated[TokenRecord, Depends(require(Scope.OPERATE))],
 ) -> dict[str, Any]:

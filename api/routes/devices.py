@@ -6,7 +6,7 @@ import math
 import time
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api.auth import require
 from api.context import context
@@ -51,6 +51,7 @@ _NICE_INTERVALS: Final = (
 Kind = Literal["air_quality", "water_level", "streetlight"]
 Status = Literal["ok", "anomaly", "offline", "unknown"]
 Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
+DeviceId = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,64}$")]
 
 
 def _device(request: Request, device_id: str) -> DeviceInfo:
@@ -85,7 +86,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}")
-async def get_device(request: Request, device_id: str) -> dict[str, Any]:
+async def get_device(request: Request, device_id: DeviceId) -> dict[str, Any]:
     """One device: its newest reading, its latest indicators and its open anomalies."""
     device = _device(request, device_id)
     state = context(request).state
@@ -108,7 +109,7 @@ async def get_device(request: Request, device_id: str) -> dict[str, Any]:
 @router.get("/{device_id}/history")
 async def history(
     request: Request,
-    device_id: str,
+    device_id: DeviceId,
     field: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
     start: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
     end: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
