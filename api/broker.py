@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import secrets
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -15,12 +14,14 @@ import orjson
 
 from api.livestate import ACK_PREFIX, LiveState
 from ingest.settings import Settings, mqtt_endpoint
+from ingest.tls import client_tls_context, describe_tls_error, is_verify_failure
 
 __all__ = ["BrokerLink"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PAYLOAD = 64 * 1024
+_YIELD_EVERY = 200
 
 
 class BrokerLink:
@@ -41,6 +42,8 @@ class BrokerLink:
         self._client: aiomqtt.Client | None = None
         # Each replica needs its own identity: a clean session, all retained state on connect.
         self.client_id = settings.api_client_id or f"pantau-api-{secrets.token_hex(4)}"
+        # Built once (and unusable TLS settings refused) before the first connect.
+        self._tls_context = client_tls_context(settings)
 
     async def run(self) -> None:
         """Follow the broker until cancelled."""
@@ -55,7 +58,7 @@ class BrokerLink:
                     password=endpoint.password,
                     identifier=self.client_id,
                     protocol=aiomqtt.ProtocolVersion.V5,
-                    tls_context=ssl.create_default_context() if endpoint.tls else None,
+                    tls_context=self._tls_context,
                     max_queued_incoming_messages=100_000,
                 ) as client:
                     self._client = client
@@ -64,10 +67,19 @@ class BrokerLink:
                     self.connected.set()
                     log.info("api connected to broker", extra={"client_id": self.client_id})
                     delay = 0.5
+                    taken = 0
                     async for message in client.messages:
                         self._take(str(message.topic), message.payload)
+                        taken += 1
+                        if taken % _YIELD_EVERY == 0:
+                            # A queued burst never suspends the loop by itself: let requests in.
+                            await asyncio.sleep(0)
             except aiomqtt.MqttError as exc:
-                log.warning("broker connection lost; retrying", extra={"error": str(exc)})
+                if is_verify_failure(str(exc)):
+                    # Retried like any failure (a renewed certificate recovers), but loudly.
+                    log.error(describe_tls_error(str(exc), endpoint.host, endpoint.port))
+                else:
+                    log.warning("broker connection lost; retrying", extra={"error": str(exc)})
             finally:
                 self._client = None
                 self.connected.clear()

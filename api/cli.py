@@ -67,6 +67,8 @@ def api(**options: Any) -> None:
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
+        # Compressing every frame once per client costs more CPU than the feed's bandwidth.
+        ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
@@ -23,8 +25,9 @@ from ingest.settings import Settings
 
 __all__ = ["ApiContext", "context"]
 
-# Area summaries and scores are recomputed at most this often while readings stream in.
+# Area summaries, scores and their JSON are rebuilt at most this often while readings stream in.
 _SUMMARY_EVERY_S = 0.5
+_MAX_CACHED_ANSWERS = 512
 
 
 @dataclass
@@ -50,6 +53,20 @@ class ApiContext:
     limiter: RateLimiter
     _areas: _Cached = field(default_factory=_Cached)
     _scores: _Cached = field(default_factory=_Cached)
+    _answers: dict[tuple[str, ...], _Cached] = field(default_factory=dict)
+
+    def cached_json(self, key: tuple[str, ...], build: Callable[[], Any]) -> bytes:
+        """An answer's JSON, rebuilt only when the state changed (and at most every 0.5 s).
+
+        Many clients polling the same summary then cost one encoding, not one each.
+        """
+        slot = self._answers.get(key)
+        if slot is None:
+            if len(self._answers) >= _MAX_CACHED_ANSWERS:
+                self._answers.clear()
+            slot = self._answers[key] = _Cached()
+        encoded: bytes = self._cached(slot, lambda: orjson.dumps(build()))
+        return encoded
 
     def areas(self) -> dict[str, Any]:
         """Indicator summaries for the regency and per district (cached briefly)."""
@@ -61,7 +78,7 @@ class ApiContext:
         scores: dict[str, Any] = self._cached(self._scores, self._compute_scores)
         return scores
 
-    def _cached(self, slot: _Cached, compute: Any) -> Any:
+    def _cached(self, slot: _Cached, compute: Callable[[], Any]) -> Any:
         now = time.monotonic()
         if slot.version != self.state.version and (
             slot.value is None or now - slot.at >= _SUMMARY_EVERY_S

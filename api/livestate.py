@@ -134,6 +134,7 @@ class LiveState:
     # Acks may arrive before their anomaly (a replica loading history); they wait here.
     pending_acks: dict[str, Ack] = field(default_factory=dict)
     version: int = 0
+    _unsorted: bool = False
 
     def add_registry(self, registry: Registry) -> None:
         """Know every registered device, seen or not."""
@@ -233,6 +234,8 @@ class LiveState:
         ack = Ack(by, at, note)
         anomaly = self.anomalies.get(ident)
         if anomaly is None:
+            if len(self.pending_acks) >= _MAX_ANOMALIES:
+                self.pending_acks.pop(next(iter(self.pending_acks)))
             self.pending_acks[ident] = ack
             return None
         anomaly.acknowledged = ack
@@ -240,8 +243,7 @@ class LiveState:
         return {"type": "ack", **anomaly.as_json()}
 
     def add_anomalies(self, anomalies: Iterable[Anomaly]) -> None:
-        """Remember anomalies (newest last), applying any acks that waited for them."""
-        in_order = True
+        """Remember anomalies, applying any acks that waited for them."""
         for anomaly in anomalies:
             known = self.anomalies.pop(anomaly.id, None)
             if known is not None and anomaly.acknowledged is None:
@@ -250,14 +252,20 @@ class LiveState:
             if waiting is not None:
                 anomaly.acknowledged = waiting
             if self.anomalies and next(reversed(self.anomalies.values())).ts > anomaly.ts:
-                in_order = False
+                self._unsorted = True  # sorted when next read: a storm must not sort per message
             self.anomalies[anomaly.id] = anomaly
-        # Keep the mapping ordered by observation time (sorting only when needed) and bounded.
-        if not in_order:
+        if len(self.anomalies) > 2 * _MAX_ANOMALIES:
+            self._sorted_anomalies()
+        self.version += 1
+
+    def _sorted_anomalies(self) -> OrderedDict[str, Anomaly]:
+        """The anomalies ordered by observation time, oldest first, at most the bound."""
+        if self._unsorted:
             self.anomalies = OrderedDict(sorted(self.anomalies.items(), key=lambda kv: kv[1].ts))
+            self._unsorted = False
         while len(self.anomalies) > _MAX_ANOMALIES:
             self.anomalies.popitem(last=False)
-        self.version += 1
+        return self.anomalies
 
     def _see(self, device: str, kind: str, city: str, district: str) -> None:
         info = self.devices.get(device)
@@ -275,7 +283,7 @@ class LiveState:
         since = (time.time() if now is None else now) - self.open_anomaly_s
         out = [
             a
-            for a in reversed(self.anomalies.values())
+            for a in reversed(self._sorted_anomalies().values())
             if a.ts >= since
             and a.acknowledged is None
             and (device_id is None or a.device_id == device_id)

@@ -20,6 +20,7 @@ _SUBCOMMANDS: Final = {
     "api": "api.cli:api",
     "tokens": "api.cli:tokens",
     "demo": "api.demo:demo",
+    "devices": "ingest.devices_cli:devices",
 }
 
 

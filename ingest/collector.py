@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -24,8 +25,12 @@ from ingest.metrics import CollectorMetrics
 from ingest.registry import Registry
 from ingest.settings import Settings, mqtt_endpoint
 from ingest.store import DurableStore
+from ingest.tls import client_tls_context, describe_tls_error
 
 __all__ = ["Collector"]
+
+_DERIVED_INFLIGHT: Final = 1000
+_DERIVED_QUEUED: Final = 100_000
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,16 @@ class _JitteredClient(mqtt.Client):
         delay = self.backoff.next_delay()
         log.info("reconnecting to broker", extra={"retry_in_s": round(delay, 2)})
         self.closing.wait(delay)
+
+    def reconnect(self) -> MQTTErrorCode:
+        """Connect again; a failed TLS handshake is logged as an ERROR before the next retry."""
+        try:
+            return super().reconnect()
+        except ssl.SSLError as exc:
+            # paho swallows connect errors and retries; without this a wrong CA would look
+            # like an unreachable broker. Retrying stays right: a fixed certificate recovers.
+            log.error(describe_tls_error(exc, self.host, self.port))
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +140,14 @@ class Collector:
         client.closing = self._closing
         if endpoint.username:
             client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set()
+        tls_context = client_tls_context(self._settings)
+        if tls_context is not None:
+            client.tls_set_context(tls_context)
+        # paho keeps only 20 of its own QoS 1 publishes in flight by default: derived messages
+        # (one summary per device per batch) would queue behind the acks of that window.
+        client.max_inflight_messages_set(_DERIVED_INFLIGHT)
+        # Derived messages are rebuilt from InfluxDB if need be; never let them eat memory.
+        client.max_queued_messages_set(_DERIVED_QUEUED)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -302,7 +323,9 @@ class Collector:
 
     def _publish(self, derived: Derived) -> None:
         for message in derived.messages:
-            self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+            self._client.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
         self._metrics.anomalies.inc(derived.anomalies)
 
     def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> bool:

@@ -20,6 +20,7 @@ from ingest.registry import Registry
 from ingest.settings import Settings, mqtt_endpoint
 from ingest.spool import Spool
 from ingest.store import DurableStore
+from ingest.tls import TlsConfigError, client_tls_context
 
 __all__ = ["ingest"]
 
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 @click.command()
 @click.option(
     "--mqtt", "mqtt_url", help="Broker URL, mqtt://[user:pass@]host:port [PANTAU_MQTT_URL]"
+)
+@click.option(
+    "--mqtt-ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA certificate(s) that signed the broker's, for mqtts:// [PANTAU_MQTT_CA_FILE]",
+)
+@click.option(
+    "--mqtt-cert-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Client certificate for mqtts:// [PANTAU_MQTT_CERT_FILE]",
+)
+@click.option(
+    "--mqtt-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Client certificate's key [PANTAU_MQTT_KEY_FILE]",
 )
 @click.option("--influx", "influx_url", help="InfluxDB URL, http://host:port [PANTAU_INFLUX_URL]")
 @click.option("--db", "influx_db", help="InfluxDB database [PANTAU_INFLUX_DB]")
@@ -63,6 +79,10 @@ def ingest(**options: Any) -> None:
     """Collect readings from MQTT into InfluxDB; acknowledge each message once it is stored."""
     settings = Settings(**{k: v for k, v in options.items() if v is not None})
     configure_logging(settings.log_level)
+    try:
+        client_tls_context(settings)  # refuse unusable TLS settings before anything starts
+    except TlsConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     registry = Registry.from_csv(settings.registry) if settings.registry else None
     if registry is None:
         log.warning("no device registry: development mode, any well-formed device is accepted")
@@ -102,6 +122,7 @@ def ingest(**options: Any) -> None:
             "starting collector",
             extra={
                 "mqtt": f"{endpoint.host}:{endpoint.port}",
+                "tls": endpoint.tls,
                 "influx": settings.influx_url,
                 "db": settings.influx_db,
                 "registry": str(settings.registry or ""),

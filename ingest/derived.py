@@ -54,6 +54,7 @@ class DerivedMessage:
     topic: str
     payload: bytes
     retain: bool
+    qos: int = 1
 
 
 @dataclass
@@ -282,6 +283,8 @@ class Derivation:
                     f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{ids[row]}/reading",
                     json.dumps(payload).encode(),
                     retain=True,
+                    # The newest reading only: the next batch replaces a lost one.
+                    qos=0,
                 )
             )
         return derived

@@ -1,4 +1,4 @@
-"""Live indicators kept as per-device arrays and updated one round of readings at a time.
+"""Live indicators kept as per-device arrays and updated one batch of readings at a time.
 
 - Air: ISPU (P.14/2020) from 24-hour means kept as 24 hourly bins per station and pollutant; a
   mean counts with at least 18 of its 24 hours (75 %) reported. US AQI beside it from the
@@ -31,7 +31,7 @@ from processors.indicators import (
     time_to_next_level,
 )
 from processors.indicators.streetlight import local_day
-from processors.state import grow
+from processors.state import OrderedBatch, grow
 
 __all__ = ["Indicators", "LiveIndicators"]
 
@@ -64,6 +64,7 @@ class LiveIndicators:
         self._level = names.index("level_cm") if "level_cm" in names else -1
         self.hour = np.full((0, 24), -1, dtype=np.int64)
         self.sums = np.zeros((0, len(self._air), 24))
+        self._reported = [False] * len(self._air)  # pollutants ever summed (derived)
         self.counts = np.zeros((0, len(self._air), 24))
         self.ring_ts = np.full((0, _RING), np.nan)
         self.ring_level = np.full((0, _RING), np.nan)
@@ -76,6 +77,11 @@ class LiveIndicators:
         self.energy_last = np.full(0, np.nan)
         self.burn_s = np.zeros(0)
         self.burning = np.zeros(0, dtype=np.bool_)
+
+    def recount(self) -> None:
+        """Rederive what is derived from the state arrays (after they were replaced)."""
+        if self._air:
+            self._reported = [bool(x) for x in np.any(self.counts, axis=(0, 2)).reshape(-1)]
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
@@ -97,40 +103,95 @@ class LiveIndicators:
         ):
             setattr(self, name, grow(getattr(self, name), capacity, fill))
 
-    def step(
+    def learn(
         self,
-        rows: _Int,
+        order: OrderedBatch,
         ts: _Float,
         values: _Float,
         present: npt.NDArray[np.bool_],
         facts: dict[str, _Float],
     ) -> None:
-        """Learn one round of fresh readings (each device at most once)."""
+        """Learn a batch of fresh readings, round-major (see order_batch), all fields."""
+        if len(order) == 0:
+            return
         if self._air:
-            self._air_step(rows, ts, values[:, self._air], present[:, self._air])
+            self._air_learn(order, ts, values[:, self._air], present[:, self._air])
+        bounds = list(zip(order.bounds[:-1], order.bounds[1:], strict=True))
         if self._level >= 0:
-            have = present[:, self._level]
-            r = rows[have]
-            slot = self.ring_next[r] % _RING
-            self.ring_ts[r, slot] = ts[have]
-            self.ring_level[r, slot] = values[have, self._level]
-            self.ring_next[r] += 1
+            for lo, hi in bounds:
+                have = present[lo:hi, self._level]
+                r = order.rows[: hi - lo][have]
+                slot = self.ring_next[r] % _RING
+                self.ring_ts[r, slot] = ts[lo:hi][have]
+                self.ring_level[r, slot] = values[lo:hi, self._level][have]
+                self.ring_next[r] += 1
         if self.kind == "streetlight":
-            self._lamp_step(rows, ts, values, present, facts)
+            rows = order.rows[order.group]
+            lat, lon = facts["lat"][rows], facts["lon"][rows]
+            # The sun for every located reading at once, not per round.
+            located = np.isfinite(lat) & np.isfinite(lon)
+            up, due = np.zeros(len(ts), bool), np.zeros(len(ts), bool)
+            if located.any():
+                at = (lat[located], lon[located], ts[located])
+                up[located], due[located] = lamp_should_be_off(*at), lamp_should_be_on(*at)
+            for lo, hi in bounds:
+                self._lamp_step(
+                    order.rows[: hi - lo],
+                    ts[lo:hi],
+                    values[lo:hi],
+                    present[lo:hi],
+                    facts,
+                    up[lo:hi],
+                    due[lo:hi],
+                )
 
-    def _air_step(
-        self, rows: _Int, ts: _Float, conc: _Float, present: npt.NDArray[np.bool_]
+    def _air_learn(
+        self, order: OrderedBatch, ts: _Float, conc: _Float, present: npt.NDArray[np.bool_]
     ) -> None:
+        """Hourly bins: each (device, slot) ends with the newest hour it saw, summed in order.
+
+        Reading by reading, a bin holding an older day's hour is reset and then summed into,
+        readings older than the bin's hour are ignored. Readings come in time order per device,
+        so the bin ends holding the newest hour among its old one and the batch's, with the old
+        sums kept only if that is still the old hour: computed per (group, slot) at once.
+        """
         hour = np.floor(ts / 3600.0).astype(np.int64)
-        slot = hour % 24
-        stale = self.hour[rows, slot] < hour  # the bin still holds an older day's hour
-        self.sums[rows[stale], :, slot[stale]] = 0.0
-        self.counts[rows[stale], :, slot[stale]] = 0.0
-        self.hour[rows[stale], slot[stale]] = hour[stale]
-        current = self.hour[rows, slot] == hour  # older readings than the bin's hour are ignored
-        add = present & current[:, None]
-        self.sums[rows, :, slot] += np.where(add, conc, 0.0)
-        self.counts[rows, :, slot] += add
+        cells = len(order.rows) * 24
+        key = order.group * 24 + hour % 24
+        never = np.iinfo(np.int64).min
+        newest = np.full(cells, never, dtype=np.int64)
+        np.maximum.at(newest, key, hour)
+        touched = np.flatnonzero(newest > never)
+        row, slot = order.rows[touched // 24], touched % 24
+        old_hour = self.hour[row, slot]
+        final = np.maximum(old_hour, newest[touched])
+        newest[touched] = final
+        keep = old_hour == final
+        add = hour == newest[key]  # older readings than the bin's hour are ignored
+        # Flat positions of the touched bins of every pollutant: take/put beat fancy indexing.
+        n_air = len(self._air)
+        flat = (row * (n_air * 24) + slot)[:, None] + np.arange(n_air) * 24
+        old_sums, old_counts = np.take(self.sums, flat), np.take(self.counts, flat)
+        sums = np.where(keep[:, None], old_sums, 0.0)
+        counts = np.where(keep[:, None], old_counts, 0.0)
+        carried = touched[keep]
+        for p in range(conc.shape[1]):
+            use = add & present[:, p]
+            if not use.any():
+                continue
+            self._reported[p] = True
+            # The old sum first, then the readings in time order: the same additions, in the
+            # same order, as one reading at a time.
+            where = np.concatenate([carried, key[use]])
+            sums[:, p] = np.bincount(
+                where, np.concatenate([old_sums[keep, p], conc[use, p]]), cells
+            )[touched]
+            counts[:, p] = np.bincount(
+                where, np.concatenate([old_counts[keep, p], np.ones(int(use.sum()))]), cells
+            )[touched]
+        self.hour[row, slot] = final
+        np.put(self.sums, flat, sums)
+        np.put(self.counts, flat, counts)
 
     def _lamp_step(
         self,
@@ -139,6 +200,8 @@ class LiveIndicators:
         values: _Float,
         present: npt.NDArray[np.bool_],
         facts: dict[str, _Float],
+        up: npt.NDArray[np.bool_],
+        due: npt.NDArray[np.bool_],
     ) -> None:
         col = self.spec.column
 
@@ -147,7 +210,7 @@ class LiveIndicators:
             result: _Float = np.where(present[:, column], values[:, column], np.nan)
             return result
 
-        lat, lon, rated = facts["lat"][rows], facts["lon"][rows], facts["rated_w"][rows]
+        rated = facts["rated_w"][rows]
         day = local_day(ts)
         new_day = day != self.lamp_day[rows]
         energy = get("energy_wh")
@@ -156,11 +219,6 @@ class LiveIndicators:
         self.energy_last[rows] = np.where(np.isnan(energy), self.energy_last[rows], energy)
         # Day-burn: time lit since the previous reading, counted when the sun is up now.
         elapsed = np.nan_to_num(ts - self.lamp_ts[rows], nan=0.0)
-        up = (
-            lamp_should_be_off(lat, lon, ts)
-            if np.isfinite(lat).any()
-            else np.zeros(len(rows), bool)
-        )
         burn = np.where(new_day, 0.0, self.burn_s[rows])
         self.burn_s[rows] = burn + np.where(self.burning[rows] & up, elapsed, 0.0)
         on = get("lamp_on") == 1.0
@@ -170,9 +228,7 @@ class LiveIndicators:
         self.lamp_working[rows] = lamp_working(
             get("lamp_on"), get("dim_pct"), get("power_w"), rated
         )
-        self.lamp_due[rows] = (
-            lamp_should_be_on(lat, lon, ts) if np.isfinite(lat).any() else np.zeros(len(rows), bool)
-        )
+        self.lamp_due[rows] = due
 
     def compute(
         self, rows: _Int, facts: dict[str, _Float], districts: npt.NDArray[Any], now: float
@@ -191,14 +247,19 @@ class LiveIndicators:
         return out
 
     def _air_indicators(self, rows: _Int, out: Indicators) -> None:
-        newest = self.hour[rows].max(axis=1)
-        recent = self.hour[rows] > (newest - 24)[:, None]  # the last 24 hours of each station
-        counts = np.where(recent[:, None, :], self.counts[rows], 0.0)
-        sums = np.where(recent[:, None, :], self.sums[rows], 0.0)
-        hours_with_data = (counts > 0).sum(axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums.sum(axis=2) / counts.sum(axis=2)
-        means = np.where(hours_with_data >= 18, means, np.nan)  # 75 % coverage of 24 hours
+        hour = np.take(self.hour, rows, axis=0)
+        newest = hour.max(axis=1)
+        recent = (hour > (newest - 24)[:, None]).astype(np.float64)  # the station's last 24 h
+        means = np.full((len(rows), len(_ISPU)), np.nan)
+        # Only pollutants some station ever reported: the others' means are NaN anyway.
+        for i in np.flatnonzero(self._reported).tolist():
+            # Bins outside the window times 0.0 (all finite): the same sums as masking them.
+            counts = np.take(self.counts[:, i, :], rows, axis=0) * recent
+            sums = np.take(self.sums[:, i, :], rows, axis=0) * recent
+            hours_with_data = np.count_nonzero(counts, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = sums.sum(axis=1) / counts.sum(axis=1)
+            means[:, i] = np.where(hours_with_data >= 18, mean, np.nan)  # 75 % of 24 hours
         result = ispu_index({p: means[:, i] for i, p in enumerate(_ISPU)})
         aqi = aqi_index(
             {"pm25": means[:, _ISPU.index("pm25")], "pm10": means[:, _ISPU.index("pm10")]}

@@ -6,6 +6,7 @@ import logging
 import math
 import re
 import signal
+import ssl
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ import click
 from ingest.logs import configure_logging
 from ingest.registry import Registry
 from ingest.settings import Settings
+from ingest.tls import TlsConfigError, client_tls_context
 from simulators.clock import VirtualClock
 from simulators.engine import FleetSimulator
 from simulators.faults import FaultEvent, write_ground_truth
@@ -51,6 +53,14 @@ def _settings(mqtt_url: str | None) -> Settings:
     settings = Settings(mqtt_url=mqtt_url) if mqtt_url else Settings()
     configure_logging(settings.log_level)
     return settings
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for mqtts:// (PANTAU_MQTT_CA_FILE, _CERT_FILE, _KEY_FILE)."""
+    try:
+        return client_tls_context(settings)
+    except TlsConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @contextmanager
@@ -133,7 +143,8 @@ def _fault_line(events: list[FaultEvent] | tuple[FaultEvent, ...]) -> str:
 @click.option(
     "--credentials",
     type=_EXISTING_FILE,
-    help="CSV device_id,username,password: one MQTT connection per device",
+    help="CSV device_id,username,password (as `pantau devices --credentials-out` writes it): "
+    "one MQTT connection per device",
 )
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1, help="Readings per message")
 @click.option("--load", is_flag=True, help="Load mode: a steady --rate in real time")
@@ -259,7 +270,9 @@ def _publish_fleet(
     try:
         with (
             _stop_on_signals() as stop,
-            MqttPublisher(settings.mqtt_url, credentials=logins) as publisher,
+            MqttPublisher(
+                settings.mqtt_url, credentials=logins, tls_context=_tls(settings)
+            ) as publisher,
         ):
             publisher.open(d.device_id for d in registry)
             return run(simulator.messages(), publisher, clock, stop=stop, report_every_s=10.0)
@@ -346,7 +359,9 @@ def replay(
     try:
         with (
             _stop_on_signals() as stop,
-            MqttPublisher(settings.mqtt_url, client_id_prefix="pantau-replay") as publisher,
+            MqttPublisher(
+                settings.mqtt_url, client_id_prefix="pantau-replay", tls_context=_tls(settings)
+            ) as publisher,
         ):
             publisher.open()
             summary = replay_file(

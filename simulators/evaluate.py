@@ -11,6 +11,7 @@ wrong for the type being scored.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy.typing as npt
 from processors.bank import DeviceFacts, KindProcessor
 from processors.catalog import CATALOG, KindSpec, generic_spec
 from processors.detectors import Findings
+from processors.detectors.drift import MIN_STATIONS
 from simulators.datasets import (
     Series,
     load_beijing,
@@ -218,9 +220,19 @@ def _alarm(detector: str, key: tuple[str, int], span: list[float], spec: KindSpe
 
 
 def inject(
-    series: Series, rng: np.random.Generator, field_name: str, *, skip: Iterable[str] = ()
+    series: Series,
+    rng: np.random.Generator,
+    field_name: str,
+    *,
+    skip: Iterable[str] = (),
+    drift_clear_of: Sequence[tuple[float, float]] = (),
 ) -> tuple[Series, list[FaultEvent]]:
-    """Inject the standard plan of faults into one field of a series at seeded positions."""
+    """Inject the standard plan of faults into one field of a series at seeded positions.
+
+    A drift whose span would overlap one of `drift_clear_of` (drifts already injected into
+    the series' peers) is left out and its slot stays clean, so every other fault keeps its
+    seeded position.
+    """
     values = series.values.copy()
     keep = np.ones(len(series), dtype=np.bool_)
     j = series.fields.index(field_name)
@@ -239,6 +251,11 @@ def inject(
     slots = _slots(len(series), [length for _, length in plan], margin, warmup, rng)
     events: list[FaultEvent] = []
     for (fault, length), start in zip(plan, slots, strict=True):
+        end = min(start + length, len(series)) - 1
+        if fault == "drift" and any(
+            series.ts[start] <= hi and lo <= series.ts[end] for lo, hi in drift_clear_of
+        ):
+            continue
         if fault == "spike":
             sign = float(rng.choice([-1.0, 1.0])) if signed else 1.0
             inject_spike(column, start, magnitude=8.0, sign=sign)
@@ -250,7 +267,6 @@ def inject(
             inject_noise_burst(column, start, length, rng)
         else:
             inject_dropout(keep, start, length)
-        end = min(start + length, len(series)) - 1
         events.append(
             FaultEvent(
                 series.name,
@@ -366,12 +382,20 @@ def evaluate_all(data: Path, *, seed: int = 2026, max_readings: int | None = Non
     # (b) one injected copy per (series, field), so events on different fields never overlap.
     # Not injected where the data cannot show the fault at all: a stuck sensor on the Jakarta
     # gates, whose manual readings sit on one value for days (median run far above 48), and
-    # drift at the UCI station, which has no peer to drift away from.
+    # drift where the district has too few stations to pin a drift on one of them (the UCI
+    # station is alone; the shared data hold only two of the Beijing PRSA stations). And one
+    # drifting station per district at a time: with two of three drifting the median is a
+    # drifting one (out of the detector's scope), and placed independently per series at this
+    # rate, 13 of the 33 drifts of seed 2026 overlapped another in their district.
     skip = {f"jakarta-{g}": ("stuck",) for g in ("katulampa", "depok", "manggarai")}
-    skip["uci-italy"] = ("drift",)
+    stations = Counter(_district(s.name) for s, _ in chosen)
+    for series, _ in chosen:
+        if stations[_district(series.name)] < MIN_STATIONS:
+            skip[series.name] = (*skip.get(series.name, ()), "drift")
     injected: list[Series] = []
     truth: list[FaultEvent] = []
     ignore: list[tuple[str, float, float]] = []
+    drifts: dict[str, list[tuple[float, float]]] = {}  # injected drift spans per district
     for series, field_names in chosen:
         for field_name in field_names:
             # Only the injected field: alarms on the others belong to part (c).
@@ -384,7 +408,11 @@ def evaluate_all(data: Path, *, seed: int = 2026, max_readings: int | None = Non
                 series.ts[sent],
                 series.values[sent][:, [j]],
             )
-            modified, events = inject(copy, rng, field_name, skip=skip.get(series.name, ()))
+            peers = drifts.setdefault(_district(copy.name), [])
+            modified, events = inject(
+                copy, rng, field_name, skip=skip.get(series.name, ()), drift_clear_of=peers
+            )
+            peers += [(e.start, e.end) for e in events if e.fault == "drift"]
             injected.append(modified)
             truth += events
             ignore += real_gaps(copy)

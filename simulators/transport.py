@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.settings import mqtt_endpoint
+from ingest.tls import describe_tls_error
 
 __all__ = ["DeviceCredentials", "MqttPublisher", "PublishError", "load_credentials"]
 
@@ -88,9 +89,18 @@ class MqttPublisher:
         client_id_prefix: str = "pantau-sim",
         inflight: int = 1000,
         keepalive_s: int = 60,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Describe the connections; nothing connects until `open()`."""
+        """Describe the connections; nothing connects until `open()`.
+
+        `tls_context` (see ingest.tls.client_tls_context) is used for mqtts:// URLs; without
+        one they verify the broker against the system trust store.
+        """
         self._endpoint = mqtt_endpoint(url)
+        # One context for every link: certificates and the CA are loaded once.
+        if tls_context is None and self._endpoint.tls:
+            tls_context = ssl.create_default_context()
+        self._tls_context = tls_context
         self._credentials = credentials
         self._prefix = client_id_prefix
         # Packet ids are 16-bit: stay well below 65,535 unacknowledged messages per connection.
@@ -123,6 +133,11 @@ class MqttPublisher:
                 link.client.connect(
                     self._endpoint.host, self._endpoint.port, keepalive=self._keepalive
                 )
+            except ssl.SSLError as exc:  # before OSError, of which it is one
+                # A wrong CA fails every connection alike: stop at once and say why.
+                raise PublishError(
+                    describe_tls_error(exc, self._endpoint.host, self._endpoint.port)
+                ) from None
             except OSError as exc:
                 raise PublishError(
                     f"cannot reach MQTT broker {self._endpoint.host}:{self._endpoint.port}: {exc}"
@@ -150,8 +165,8 @@ class MqttPublisher:
             client.username_pw_set(login.username, login.password)
         elif self._endpoint.username is not None:
             client.username_pw_set(self._endpoint.username, self._endpoint.password)
-        if self._endpoint.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if self._tls_context is not None:
+            client.tls_set_context(self._tls_context)
         # paho cannot follow the broker's Receive Maximum (it may not change the limit once
         # connected), so paho sends at once and `publish` keeps the window itself.
         client.max_inflight_messages_set(0)
@@ -286,6 +301,9 @@ class MqttPublisher:
             link.retry_at = None
             log.info("reconnecting", extra={"client": link.name})
         except OSError as exc:
+            if isinstance(exc, ssl.SSLError):
+                host, port = self._endpoint.host, self._endpoint.port
+                log.error(describe_tls_error(exc, host, port), extra={"client": link.name})
             link.failures += 1
             # Full jitter, capped: a fleet of devices must not reconnect in lockstep.
             ceiling = min(_RECONNECT_MAX_S, 0.5 * 2.0 ** min(link.failures, 16))

@@ -105,7 +105,11 @@ def pipeline(
         publisher(broker.url) as pub,
     ):
         publish_all(pub, _messages(city, start))
-        with running_api(broker.url, influx.url, db, city=city, registry=path) as api:
+        # The spike is 4 hours old: show devices as "anomaly" for 6 hours, not the default 1.
+        status_window = {"PANTAU_API_ANOMALY_STATUS_S": "21600"}
+        with running_api(
+            broker.url, influx.url, db, city=city, registry=path, env=status_window
+        ) as api:
             with api.client("read") as http:
 
                 def settled() -> bool:
@@ -444,6 +448,7 @@ def test_a_new_replica_knows_the_current_state_and_agrees(pipeline: Pipeline) ->
         city=pipeline.city,
         registry=pipeline.registry,
         tokens_file=tokens_file,
+        env={"PANTAU_API_ANOMALY_STATUS_S": "21600"},  # as the first replica
     ) as second:
         headers = {"Authorization": f"Bearer {pipeline.api.tokens['read']}"}
         paths = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,16 @@ def test_evaluate_reports_every_part(tmp_path: Path) -> None:
     assert "false alarms per device-week" in result.output
     assert "skab-valve1-0" in result.output
     assert len(truth.read_text().splitlines()) > 50
+    # Drift only where a district has three or more stations, one drifting at a time.
+    with truth.open() as source:
+        drifts = [r for r in csv.DictReader(source) if r["fault"] == "drift"]
+    assert drifts
+    assert all(r["device_id"].split("-")[0] in ("ea", "jakarta") for r in drifts)
+    for district in ("ea", "jakarta"):
+        spans = sorted(
+            (float(r["start"]), float(r["end"]))
+            for r in drifts
+            if r["device_id"].startswith(district + "-")
+        )
+        overlapping = [(a, b) for a, b in itertools.pairwise(spans) if b[0] <= a[1]]
+        assert not overlapping, f"two {district} stations drifting at once: {overlapping}"

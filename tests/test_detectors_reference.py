@@ -202,3 +202,29 @@ def test_streetlight_checks_survive_zero_ratings_and_dimming() -> None:
         )
         by_name = {f.detector: f for f in findings}
         assert by_name["dim_not_honoured"].flag.tolist() == ([] if rated == 0 else [True, False])
+
+
+def test_devices_added_later_get_their_registry_facts_also_after_a_restore() -> None:
+    from processors.bank import DeviceFacts
+
+    spec = CATALOG["water_level"]
+    facts = {f"g{i}": DeviceFacts(interval_s=300.0 + i, waspada_cm=150.0) for i in range(12)}
+    bank = KindProcessor(spec, facts)
+
+    def feed(target: KindProcessor, names: list[str]) -> None:
+        values = np.zeros((len(names), len(spec.fields)))
+        present = np.zeros_like(values, dtype=np.bool_)
+        present[:, 0] = True
+        target.process(np.array(names), np.full(len(names), 1e9), values, present)
+
+    feed(bank, ["g0", "g1"])
+    feed(bank, ["g2"])  # grows the capacity past the table
+    feed(bank, ["g3"])  # lands in spare capacity
+    restored = KindProcessor(spec, facts)
+    restored.restore(bank.snapshot())
+    feed(restored, ["g4"])
+    for target in (bank, restored):
+        for name in ("g0", "g2", "g3") + (("g4",) if target is restored else ()):
+            row = target.table.row(name)
+            assert target.device_facts["interval_s"][row] == facts[name].interval_s
+            assert target.silence.known[row] == facts[name].interval_s

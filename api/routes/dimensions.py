@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import require
 from api.context import context
@@ -18,11 +18,11 @@ router = APIRouter(
 )
 
 
-@router.get("")
-async def all_scores(request: Request) -> dict[str, Any]:
+@router.get("", response_class=Response)
+async def all_scores(request: Request) -> Response:
     """Scores of the six dimensions for the regency and every district, with contributions."""
-    scores: dict[str, Any] = context(request).scores()
-    return scores
+    ctx = context(request)
+    return Response(ctx.cached_json(("dimensions",), ctx.scores), media_type="application/json")
 
 
 @router.get("/{district}")

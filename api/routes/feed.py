@@ -101,22 +101,15 @@ async def websocket(
     gauge.inc()
 
     async def watch_close() -> None:
-        # Clients only listen; reading tells us when they leave.
+        # Clients only listen; reading tells us when they leave, which ends the sending loop.
         with contextlib.suppress(WebSocketDisconnect):
             while True:
                 await socket.receive_text()
+        ctx.hub.unsubscribe(subscription)
 
     watcher = asyncio.create_task(watch_close(), name="feed-ws-watch")
     try:
-        while not watcher.done():
-            frame_task = asyncio.create_task(subscription.next_frame(), name="feed-ws-frame")
-            done, _ = await asyncio.wait({frame_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if frame_task not in done:
-                frame_task.cancel()
-                break
-            frame = frame_task.result()
-            if frame is None:
-                break
+        while (frame := await subscription.next_frame()) is not None:
             await socket.send_text(frame.decode())
     except (WebSocketDisconnect, RuntimeError):
         pass

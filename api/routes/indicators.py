@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.auth import require
 from api.context import context
-from api.livestate import DISTRICT_DEVICE
+from api.livestate import DISTRICT_DEVICE, LiveState
 from api.problems import Problem
 from api.tokens import Scope
 
@@ -22,12 +22,21 @@ Kind = Literal["air_quality", "water_level", "streetlight"]
 Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
 
 
-@router.get("")
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+@router.get("", response_class=Response)
 async def device_indicators(
     request: Request, kind: Kind | None = None, district: Segment | None = None
-) -> dict[str, Any]:
+) -> Response:
     """The latest indicators of every device (ISPU, flood level, lamp working...)."""
-    state = context(request).state
+    ctx = context(request)
+    key = ("indicators", kind or "", district or "")
+    return _json(ctx.cached_json(key, lambda: _device_indicators(ctx.state, kind, district)))
+
+
+def _device_indicators(state: LiveState, kind: str | None, district: str | None) -> dict[str, Any]:
     out = [
         {
             "kind": e.kind,
@@ -46,18 +55,28 @@ async def device_indicators(
     return {"count": len(out), "indicators": out}
 
 
-@router.get("/regency")
-async def regency(request: Request) -> dict[str, Any]:
+@router.get("/regency", response_class=Response)
+async def regency(request: Request) -> Response:
     """The regency's air, flood and streetlight summary."""
-    areas = context(request).areas()
-    return {"ts": areas["ts"], **areas["regency"]}
+    ctx = context(request)
+
+    def build() -> dict[str, Any]:
+        areas = ctx.areas()
+        return {"ts": areas["ts"], **areas["regency"]}
+
+    return _json(ctx.cached_json(("regency",), build))
 
 
-@router.get("/districts")
-async def districts(request: Request) -> dict[str, Any]:
+@router.get("/districts", response_class=Response)
+async def districts(request: Request) -> Response:
     """Every district's air, flood and streetlight summary."""
-    areas = context(request).areas()
-    return {"ts": areas["ts"], "districts": areas["districts"]}
+    ctx = context(request)
+
+    def build() -> dict[str, Any]:
+        areas = ctx.areas()
+        return {"ts": areas["ts"], "districts": areas["districts"]}
+
+    return _json(ctx.cached_json(("districts",), build))
 
 
 @router.get("/districts/{district}")

@@ -6,17 +6,22 @@ import logging
 import os
 import pwd
 import select
+import signal
+import ssl
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.services._process import ManagedProcess, ServiceError, find_binary, port_accepts
 
-__all__ = ["MosquittoService"]
+__all__ = ["MosquittoService", "TlsListener"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,29 +29,55 @@ _HOST: Final = "127.0.0.1"
 _READ_OK: Final = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
 
 
-def mqtt_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Whether an MQTT CONNECT to host:port is answered with a successful CONNACK."""
+def mqtt_handshake(
+    host: str,
+    port: int,
+    timeout: float = 1.0,
+    *,
+    any_connack: bool = False,
+    tls_context: ssl.SSLContext | None = None,
+) -> bool:
+    """Whether an MQTT CONNECT to host:port is answered with a CONNACK.
+
+    By default only a successful CONNACK counts; with `any_connack` a refusal (a broker that
+    turns anonymous clients away) counts too: the broker answered MQTT, so it is up.
+    """
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"pantau-probe-{uuid.uuid4().hex[:12]}",
         protocol=mqtt.MQTTv5,
     )
     client.connect_timeout = timeout
+    if tls_context is not None:
+        client.tls_set_context(tls_context)
+    answered: list[bool] = []  # one entry per CONNACK: whether it accepted us
+
+    def on_connect(
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        answered.append(not reason.is_failure)
+
+    client.on_connect = on_connect
     try:
         client.connect(host, port, keepalive=10)  # Sends CONNECT right away.
         deadline = time.monotonic() + timeout
         # select + loop_read instead of loop(): loop() creates a wake-up socketpair that
         # only paho's __del__ closes, and we close every socket we open ourselves.
-        while not client.is_connected():
+        while not answered:
             sock = client.socket()
             remaining = deadline - time.monotonic()
             if sock is None or remaining <= 0:
                 return False
             readable, _, _ = select.select([sock], [], [], min(remaining, 0.05))
-            if readable and client.loop_read() not in _READ_OK:
+            if readable and client.loop_read() not in _READ_OK and not answered:
                 return False
-        client.disconnect()  # Writes DISCONNECT at once; paho then closes the socket.
-        return True
+        if answered[0]:
+            client.disconnect()  # Writes DISCONNECT at once; paho then closes the socket.
+        return answered[0] or any_connack
     except OSError:
         return False
     finally:
@@ -55,16 +86,42 @@ def mqtt_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
             leftover.close()
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A TLS listener on 127.0.0.1:port with the broker's certificate and the clients' CA."""
+
+    port: int
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False  # clients must present a certificate signed by cafile
+
+
 class MosquittoService:
-    """A Mosquitto broker under `root/mosquitto`, listening on 127.0.0.1:port only."""
+    """A Mosquitto broker under `root/mosquitto`, listening on 127.0.0.1:port only.
+
+    By default anyone on the machine may connect anonymously. With `password_file` anonymous
+    clients are refused; `acl_file` limits each user's topics; `tls` adds a TLS listener.
+    """
 
     binary: Final = "mosquitto"
     apt_package: Final = "mosquitto"
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        *,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        tls: TlsListener | None = None,
+    ) -> None:
         """Describe the broker; nothing is written or started until `start()`."""
         self._dir = root.resolve() / "mosquitto"
         self._port = port
+        self._password_file = password_file.resolve() if password_file else None
+        self._acl_file = acl_file.resolve() if acl_file else None
+        self._tls = tls
         self._process = ManagedProcess(
             "mosquitto",
             binary=self.binary,
@@ -88,6 +145,11 @@ class MosquittoService:
     def url(self) -> str:
         """The broker URL, as `PANTAU_MQTT_URL` expects it."""
         return f"mqtt://{_HOST}:{self._port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        """The TLS listener's URL (`mqtts://`), if there is one."""
+        return f"mqtts://{_HOST}:{self._tls.port}" if self._tls else None
 
     @property
     def directory(self) -> Path:
@@ -133,12 +195,12 @@ class MosquittoService:
         user = pwd.getpwuid(os.geteuid()).pw_name
         return f"""\
 # Generated by `pantau services`; rewritten on every start.
+# One set of security settings for every listener (plain and TLS alike).
 per_listener_settings false
 user {user}
 
 listener {self._port} {_HOST}
-# Authentication arrives with a later issue; until then the broker is loopback-only.
-allow_anonymous true
+{self._render_security()}
 
 persistence true
 # Mosquitto 1.x needs the trailing slash (2.0 adds one itself, hence "data//" in its log).
@@ -169,6 +231,33 @@ log_timestamp_format %Y-%m-%dT%H:%M:%S
 connection_messages true
 """
 
+    def _render_security(self) -> str:
+        paths = [p for p in (self._password_file, self._acl_file) if p is not None]
+        if self._tls is not None:
+            paths += [self._tls.cafile, self._tls.certfile, self._tls.keyfile]
+        if any(ch.isspace() for ch in "".join(map(str, paths))):
+            raise ServiceError(f"broker security files must not contain whitespace: {paths}")
+        lines: list[str] = []
+        if self._password_file is None:
+            lines.append("# No password file: the broker is loopback-only and open to local users.")
+            lines.append("allow_anonymous true")
+        else:
+            lines.append("allow_anonymous false")
+            lines.append(f"password_file {self._password_file}")
+        if self._acl_file is not None:
+            lines.append(f"acl_file {self._acl_file}")
+        if self._tls is not None:
+            tls = self._tls
+            lines += [
+                "",
+                f"listener {tls.port} {_HOST}",
+                f"cafile {tls.cafile.resolve()}",
+                f"certfile {tls.certfile.resolve()}",
+                f"keyfile {tls.keyfile.resolve()}",
+                f"require_certificate {'true' if tls.require_certificate else 'false'}",
+            ]
+        return "\n".join(lines)
+
     def write_config(self) -> Path:
         """Create the folders and write mosquitto.conf."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -177,8 +266,10 @@ connection_messages true
 
     def _ready(self) -> bool:
         # A full CONNECT/CONNACK (which includes the TCP connect): a bound port alone does
-        # not prove the broker accepts clients yet.
-        return mqtt_handshake(_HOST, self._port)
+        # not prove the broker accepts clients yet. With a password file our anonymous probe
+        # is refused, and that CONNACK proves it just as well. The TLS listener opens in the
+        # same start-up step as the plain one, so probing the plain one suffices.
+        return mqtt_handshake(_HOST, self._port, any_connack=self._password_file is not None)
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the broker and wait until it answers MQTT; no-op if it already runs."""
@@ -192,8 +283,9 @@ connection_messages true
                 f"`{self.binary}` is not installed: install the `{self.apt_package}` package "
                 "or run `pantau services up`, which installs it when it can."
             )
-        if port_accepts(_HOST, self._port):
-            raise ServiceError(f"port {self._port} on {_HOST} is already in use")
+        for port in (self._port, *([self._tls.port] if self._tls else [])):
+            if port_accepts(_HOST, port):
+                raise ServiceError(f"port {port} on {_HOST} is already in use")
         self.write_config()
         self._process.start([str(binary), "-c", str(self.config_path)])
         try:
@@ -202,6 +294,14 @@ connection_messages true
             self._process.stop()
             raise
         logger.info("mosquitto ready at %s", self.url)
+
+    def reload(self) -> None:
+        """SIGHUP the broker: it re-reads its password and ACL files (revocations apply)."""
+        pid = self.pid
+        if pid is None:
+            raise ServiceError("mosquitto is not running")
+        os.kill(pid, signal.SIGHUP)
+        logger.info("mosquitto reloaded", extra={"pid": pid})
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker gracefully (it saves its persistence file); no-op if stopped."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Findings", "RoundDetector"]
+from processors.state import OrderedBatch
+
+__all__ = ["BatchView", "Findings"]
 
 _Int = npt.NDArray[np.intp]
 _Float = npt.NDArray[np.float64]
@@ -81,15 +82,50 @@ class Findings:
         )
 
 
-class RoundDetector(Protocol):
-    """A sequential detector updated one round at a time (each device at most once per round)."""
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """A batch's fresh readings, round-major (see order_batch), in the fields it carries.
 
-    name: str
+    Arrays are per kept reading (K) or per kept reading and carried field (K x a); `columns`
+    maps the a carried fields to catalog columns. Values are NaN where not usable, so any
+    arithmetic on an unusable reading gives NaN and every comparison with it is False.
+    """
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
+    order: OrderedBatch
+    rows: _Int  # device row of each reading
+    ts: _Float
+    ref: npt.NDArray[np.int64]  # the caller's numbering of each reading
+    columns: _Int
+    values: _Float
+    present: _Bool
+    last: _Float  # the field's previous usable value on the device (NaN: none yet)
+    last_ts: _Float
+    last_ref: npt.NDArray[np.int64]
 
-    def step(
-        self, rows: _Int, ts: _Float, values: _Float, present: _Bool, ref: npt.NDArray[np.int64]
+    def findings(
+        self,
+        detector: str,
+        cell: tuple[_Int, ...],
+        score: _Float,
+        flag: _Bool,
+        *,
+        ts: _Float | None = None,
+        value: _Float | None = None,
+        ref: npt.NDArray[np.int64] | None = None,
     ) -> Findings:
-        """Learn from and score one round of readings."""
+        """Findings for the (reading, field) cells `cell`; score and flag are per cell already.
+
+        ts, value and ref default to the reading's own; give them per cell to report another
+        reading (the spike detector reports the middle of its window).
+        """
+        i, c = cell
+        return Findings(
+            detector,
+            self.ref[i] if ref is None else ref,
+            self.rows[i],
+            self.columns[c].astype(np.intp),
+            self.ts[i] if ts is None else ts,
+            self.values[i, c] if value is None else value,
+            score,
+            flag,
+        )

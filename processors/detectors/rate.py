@@ -10,14 +10,18 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from processors.detectors.base import Findings
+from processors.detectors.base import BatchView, Findings
 from processors.state import grow
 
 __all__ = ["RateDetector"]
 
 
 class RateDetector:
-    """Vectorised rate-of-change detector; optionally rain-aware for one rising field."""
+    """Vectorised rate-of-change detector; optionally rain-aware for one rising field.
+
+    The reading each one is compared against is the field's previous usable reading
+    (`BatchView.last`, kept in processors.state.LastReading); this detector keeps the rain.
+    """
 
     name = "rate_of_change"
     report_all = True  # False: findings only for flagged readings (the live path)
@@ -36,83 +40,61 @@ class RateDetector:
         self.rain_field = rain_field
         self.rain_memory_h = rain_memory_h
         self.rain_mm = rain_mm
-        m = len(self.max_rate_per_h)
-        self.last = np.full((0, m), np.nan)
-        self.last_ts = np.full((0, m), np.nan)
         self.rain = np.zeros(0)
         self.rain_ts = np.full(0, np.nan)
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
-        self.last = grow(self.last, capacity, np.nan)
-        self.last_ts = grow(self.last_ts, capacity, np.nan)
         self.rain = grow(self.rain, capacity, 0.0)
         self.rain_ts = grow(self.rain_ts, capacity, np.nan)
 
-    def step(
-        self,
-        rows: npt.NDArray[np.intp],
-        ts: npt.NDArray[np.float64],
-        values: npt.NDArray[np.float64],
-        present: npt.NDArray[np.bool_],
-        ref: npt.NDArray[np.int64],
+    def process(
+        self, batch: BatchView, rain_mm: npt.NDArray[np.float64]
     ) -> tuple[Findings, Findings]:
-        """Rate findings, and flood-rise findings (empty unless rain-aware)."""
-        last, last_ts = self.last[rows], self.last_ts[rows]
-        hours = (ts[:, None] - last_ts) / 3600.0
-        judged = present & ~np.isnan(last) & (hours > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.abs(values - last) / hours
-            fast = judged & (rate > self.max_rate_per_h)
-            score = np.clip(rate / (2.0 * self.max_rate_per_h), 0.0, 1.0)
-        rising_with_rain = np.zeros_like(fast)
-        if self.rise_field is not None and self.rain_field is not None:
-            rain = self._rain(rows, ts, values, present)
-            j = self.rise_field
-            rising_with_rain[:, j] = (
-                fast[:, j] & (values[:, j] > last[:, j]) & (rain >= self.rain_mm)
-            )
-        self.last[rows] = np.where(present, values, last)
-        self.last_ts[rows] = np.where(present, ts[:, None], last_ts)
-        refs = np.broadcast_to(ref[:, None], present.shape)
-        r, f = np.nonzero(judged if self.report_all else fast & ~rising_with_rain)
-        rate_findings = Findings(
-            self.name,
-            refs[r, f],
-            rows[r],
-            f.astype(np.intp),
-            ts[r],
-            values[r, f],
-            score[r, f],
-            (fast & ~rising_with_rain)[r, f],
-        )
-        fr, ff = np.nonzero(rising_with_rain)
-        flood = Findings(
-            "flood_rise",
-            refs[fr, ff],
-            rows[fr],
-            ff.astype(np.intp),
-            ts[fr],
-            values[fr, ff],
-            score[fr, ff],
-            np.ones(len(fr), dtype=np.bool_),
-        )
-        return rate_findings, flood
+        """Rate findings, and flood-rise findings (empty unless rain-aware).
 
-    def _rain(
-        self,
-        rows: npt.NDArray[np.intp],
-        ts: npt.NDArray[np.float64],
-        values: npt.NDArray[np.float64],
-        present: npt.NDArray[np.bool_],
-    ) -> npt.NDArray[np.float64]:
-        """Recent rain per device: exponentially decayed sum, including this reading's."""
-        assert self.rain_field is not None
-        j = self.rain_field
-        elapsed = np.nan_to_num((ts - self.rain_ts[rows]) / 3600.0, nan=np.inf)
-        decayed = self.rain[rows] * np.exp(-np.fmax(elapsed, 0.0) / self.rain_memory_h)
-        fresh = np.where(present[:, j], values[:, j], 0.0)
-        rain: npt.NDArray[np.float64] = decayed + fresh
-        self.rain[rows] = rain
-        self.rain_ts[rows] = ts
-        return rain
+        `rain_mm` is each reading's usable rain value, NaN where none (any length when the
+        detector is not rain-aware).
+        """
+        values, last = batch.values, batch.last
+        limit = self.max_rate_per_h[batch.columns]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hours = (batch.ts[:, None] - batch.last_ts) / 3600.0
+            rate = np.abs(values - last) / hours
+            # NaN (no usable value now or before) compares False: not judged.
+            judged = hours > 0
+            judged &= values == values
+            judged &= last == last
+            fast = judged & (rate > limit)
+        flood = np.zeros_like(fast)
+        if self.rain_field is not None and self.rise_field is not None:
+            rain = self._rain(batch, rain_mm)  # the rain memory moves with every reading
+            for j in np.flatnonzero(batch.columns == self.rise_field).tolist():
+                flood[:, j] = fast[:, j] & (values[:, j] > last[:, j]) & (rain >= self.rain_mm)
+        bad = fast & ~flood
+        cell = np.nonzero(judged if self.report_all else bad)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.clip(rate[cell] / (2.0 * limit[cell[1]]), 0.0, 1.0)
+        rate_findings = batch.findings(self.name, cell, score, bad[cell])
+        cell = np.nonzero(flood)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.clip(rate[cell] / (2.0 * limit[cell[1]]), 0.0, 1.0)
+        flood_findings = batch.findings(
+            "flood_rise", cell, score, np.ones(len(cell[0]), dtype=np.bool_)
+        )
+        return rate_findings, flood_findings
+
+    def _rain(self, batch: BatchView, rain_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Recent rain per reading: exponentially decayed sum, including this reading's."""
+        order = batch.order
+        rain, rain_ts = self.rain[order.rows], self.rain_ts[order.rows]
+        fresh = np.nan_to_num(rain_mm, nan=0.0)
+        out = np.empty(len(batch.ts))
+        for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
+            n, ts = hi - lo, batch.ts[lo:hi]
+            elapsed = np.nan_to_num((ts - rain_ts[:n]) / 3600.0, nan=np.inf)
+            rain[:n] = rain[:n] * np.exp(-np.fmax(elapsed, 0.0) / self.rain_memory_h) + fresh[lo:hi]
+            rain_ts[:n] = ts
+            out[lo:hi] = rain[:n]
+        self.rain[order.rows], self.rain_ts[order.rows] = rain, rain_ts
+        return out

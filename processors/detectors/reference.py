@@ -8,11 +8,12 @@ scores; tests/test_detectors_reference.py checks that with hypothesis.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from processors.catalog import KindSpec
 
-__all__ = ["ReferenceBank", "Verdict"]
+__all__ = ["ReferenceBank", "ReferenceDrift", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +229,179 @@ class ReferenceBank:
                 spacing if interval is None else interval + p["gap_alpha"] * (spacing - interval)
             )
         return [Verdict("dropout", ref, -1, ended, score)]
+
+
+@dataclass
+class _DriftCell:
+    """One device and field of the drift twin."""
+
+    mean: float | None = None
+    spread: float | None = None
+    learned: int = 0
+    z: float | None = None  # latest standardised value, for the peers
+    z_ts: float = -math.inf
+    fast: float | None = None
+    base: float | None = None
+    r_spread: float | None = None
+    r_learned: int = 0
+
+
+def _learn(
+    x: float, n: int, mean: float | None, spread: float | None, rate: float, spread_rate: float
+) -> tuple[float, float | None]:
+    """Running mean and mean absolute deviation (rate 1/n at first, then the EWMA rates)."""
+    if n == 0 or mean is None:
+        return x, None
+    new_mean = mean + max(rate, 1.0 / (n + 1)) * (x - mean)
+    dev = abs(x - mean)
+    if spread is None:
+        return new_mean, dev
+    return new_mean, spread + max(spread_rate, 1.0 / n) * (dev - spread)
+
+
+class ReferenceDrift:
+    """The reference twin of DriftDetector as KindProcessor runs it (rounds, districts)."""
+
+    def __init__(
+        self,
+        spec: KindSpec,
+        *,
+        threshold: float = 4.0,
+        fast: float = 1 / 48,
+        slow: float = 1 / 336,
+        spread_rate: float = 1 / 1344,
+        warmup: int = 168,
+        min_stations: int = 3,
+        max_lag_s: float = 3 * 3600.0,
+        floor: float = 0.05,
+    ) -> None:
+        self.spec = spec
+        self.threshold = threshold
+        self.fast = fast
+        self.slow = slow
+        self.spread_rate = spread_rate
+        self.warmup = warmup
+        self.min_stations = min_stations
+        self.max_lag_s = max_lag_s
+        self.floor = floor
+        self.last_ts: dict[str, float] = {}
+        self.district: dict[str, str] = {}
+        self.cells: dict[tuple[str, int], _DriftCell] = {}
+
+    def process(
+        self,
+        device_ids: list[str],
+        ts: list[float],
+        values: list[list[float]],
+        present: list[list[bool]],
+        districts: list[str] | None = None,
+    ) -> list[Verdict]:
+        """Judge a batch: round k holds each device's k-th new reading, in time order."""
+        if districts is not None:
+            for device, name in zip(device_ids, districts, strict=True):
+                self.district[device] = name
+        order = sorted(range(len(ts)), key=lambda i: (device_ids[i], ts[i]))
+        rounds: list[list[int]] = []
+        rank: dict[str, int] = {}
+        previous: tuple[str, float] | None = None
+        for i in order:
+            device = device_ids[i]
+            duplicate = (device, ts[i]) == previous
+            previous = (device, ts[i])
+            if duplicate or ts[i] <= self.last_ts.get(device, -math.inf):
+                continue
+            k = rank.get(device, 0)
+            rank[device] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        verdicts: list[Verdict] = []
+        for readings in rounds:
+            verdicts += self._round(readings, device_ids, ts, values, present)
+            for i in readings:
+                self.last_ts[device_ids[i]] = ts[i]
+        return verdicts
+
+    def _round(
+        self,
+        readings: list[int],
+        device_ids: list[str],
+        ts: list[float],
+        values: list[list[float]],
+        present: list[list[bool]],
+    ) -> list[Verdict]:
+        fields = range(len(self.spec.fields))
+        usable = {
+            (i, j): present[i][j]
+            and math.isfinite(values[i][j])
+            and self.spec.fields[j].low <= values[i][j] <= self.spec.fields[j].high
+            for i in readings
+            for j in fields
+        }
+        # First every reading's z, stored for the peers; then the district medians.
+        z: dict[tuple[int, int], float | None] = {}
+        for i in readings:
+            for j in fields:
+                cell = self.cells.setdefault((device_ids[i], j), _DriftCell())
+                z[i, j] = None
+                if (
+                    usable[i, j]
+                    and cell.learned >= self.warmup
+                    and cell.mean is not None
+                    and cell.spread is not None
+                    and cell.spread > 1e-9 * max(1.0, abs(cell.mean))
+                ):
+                    z[i, j] = (values[i][j] - cell.mean) / cell.spread
+                    cell.z, cell.z_ts = z[i, j], ts[i]
+        out: list[Verdict] = []
+        for i in readings:
+            device = device_ids[i]
+            for j in fields:
+                if not usable[i, j]:
+                    continue
+                cell = self.cells[device, j]
+                zij = z[i, j]
+                median, count = self._median(self.district.get(device), j)
+                r = None
+                if zij is not None and median is not None and count >= self.min_stations:
+                    r = zij - median
+                    cell.fast = r if cell.fast is None else cell.fast + self.fast * (r - cell.fast)
+                departure = 0.0
+                judged = (
+                    r is not None and cell.r_learned >= self.warmup and cell.r_spread is not None
+                )
+                if judged:
+                    assert cell.fast is not None and cell.base is not None
+                    assert cell.r_spread is not None
+                    departure = abs(cell.fast - cell.base) / max(cell.r_spread, self.floor)
+                    score = min(1.0, max(0.0, departure / (2 * self.threshold)))
+                    out.append(Verdict("drift", i, j, departure > self.threshold, score))
+                if judged and departure > self.threshold / 2:
+                    continue  # a departure is building up: learn nothing
+                cell.mean, cell.spread = _learn(
+                    values[i][j], cell.learned, cell.mean, cell.spread, self.slow, self.spread_rate
+                )
+                cell.learned += 1
+                if r is not None:
+                    cell.base, cell.r_spread = _learn(
+                        r, cell.r_learned, cell.base, cell.r_spread, self.slow, self.spread_rate
+                    )
+                    cell.r_learned += 1
+        return out
+
+    def _median(self, district: str | None, j: int) -> tuple[float | None, int]:
+        """Median of the fresh latest z of a district's devices in field j, and their count."""
+        if district is None:
+            return None, 0
+        latest = [
+            cell
+            for (device, field_j), cell in self.cells.items()
+            if field_j == j and cell.z is not None and self.district.get(device) == district
+        ]
+        if not latest:
+            return None, 0
+        newest = max(cell.z_ts for cell in latest)
+        fresh = [
+            cell.z for cell in latest if cell.z is not None and cell.z_ts >= newest - self.max_lag_s
+        ]
+        return statistics.median(fresh), len(fresh)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from processors.detectors.base import Findings
+from processors.detectors.base import BatchView, Findings
 from processors.state import grow
 
 __all__ = ["SilenceDetector"]
@@ -45,37 +45,50 @@ class SilenceDetector:
         """Expected reporting interval per device (registry first, else learned)."""
         return np.where(np.isnan(self.known[rows]), self.learned[rows], self.known[rows])
 
-    def step(
-        self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], ref: npt.NDArray[np.int64]
-    ) -> Findings:
-        """One round of new readings: report gaps they end, learn spacing, clear silence."""
-        last = self.last_ts[rows]
+    def process(self, batch: BatchView) -> Findings:
+        """Report the gaps the batch's readings end, learn their spacing, clear silences."""
+        order, ts = batch.order, batch.ts
+        rows = order.rows
+        last = np.empty(len(ts))  # each reading's previous time on the device
+        first = order.bounds[1]
+        last[:first] = self.last_ts[rows]
+        last[first:] = ts[order.prev[first:]]
         gap = ts - last
-        interval = self.interval(rows)
+        known = self.known[rows]
+        learned = self.learned[rows]
+        interval = np.empty(len(ts))
+        factor, alpha, floor = self.factor, self.alpha, self.min_interval_s
         with np.errstate(invalid="ignore"):
-            ended = ~np.isnan(gap) & (gap > self.factor * interval)
-            score = np.clip(gap / (2.0 * self.factor * interval), 0.0, 1.0)
-            # Learn spacing from ordinary steps only: a gap must not teach a longer interval.
-            ordinary = ~np.isnan(gap) & (gap > 0) & (np.isnan(interval) | ~ended)
-            learned = self.learned[rows]
-            spacing = np.fmax(gap, self.min_interval_s)
-            updated = np.where(
-                np.isnan(learned), spacing, learned + self.alpha * (spacing - learned)
-            )
-        self.learned[rows] = np.where(ordinary, updated, learned)
-        report = ended & ~self.silent[rows]  # a sweep already reported this silence
+            for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
+                n, g = hi - lo, gap[lo:hi]
+                ln = learned[:n]
+                iv = np.where(np.isnan(known[:n]), ln, known[:n])
+                interval[lo:hi] = iv
+                # Learn spacing from ordinary steps only: a gap must not teach a longer interval.
+                ordinary = (g > 0) & ~(g > factor * iv)
+                spacing = np.fmax(g, floor)
+                np.copyto(
+                    ln, np.where(np.isnan(ln), spacing, ln + alpha * (spacing - ln)), where=ordinary
+                )
+            ended = gap > factor * interval
+        self.learned[rows] = learned
+        report = ended
+        report[: len(rows)] &= ~self.silent[rows]  # a sweep already reported this silence
         self.silent[rows] = False
-        self.last_ts[rows] = ts
-        judged = ~np.isnan(gap) if self.report_all else report
+        self.last_ts[rows] = ts[order.last]
+        judged = gap == gap if self.report_all else report
+        with np.errstate(invalid="ignore"):
+            score = np.clip(gap[judged] / (2.0 * factor * interval[judged]), 0.0, 1.0)
+        r = np.flatnonzero(judged)
         return Findings(
             self.name,
-            ref[judged],
-            rows[judged],
-            np.full(int(judged.sum()), -1, dtype=np.intp),
-            (last + self.factor * interval)[judged],  # when a sweep would have noticed
-            gap[judged],
-            np.nan_to_num(score[judged]),
-            report[judged],
+            batch.ref[r],
+            batch.rows[r],
+            np.full(len(r), -1, dtype=np.intp),
+            (last + factor * interval)[r],  # when a sweep would have noticed
+            gap[r],
+            np.nan_to_num(score),
+            report[r],
         )
 
     def sweep(self, now: float) -> Findings:

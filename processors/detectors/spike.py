@@ -12,14 +12,19 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from processors.detectors.base import Findings
+from processors.detectors.base import BatchView, Findings
 from processors.state import grow
 
 __all__ = ["SpikeDetector"]
 
 
 class SpikeDetector:
-    """Vectorised spike detector over (devices x fields)."""
+    """Vectorised spike detector over (devices x fields).
+
+    The middle reading of the window is the field's previous usable reading (`BatchView.last`,
+    kept in processors.state.LastReading); this detector keeps the reading before it (`prev`,
+    which skips dropped spikes) and the scale.
+    """
 
     name = "spike"
     report_all = True  # False: findings only for flagged readings (the live path)
@@ -40,66 +45,79 @@ class SpikeDetector:
         self.warmup = warmup
         m = len(self.resolution)
         self.prev = np.full((0, m), np.nan)
-        self.mid = np.full((0, m), np.nan)
-        self.mid_ts = np.full((0, m), np.nan)
-        self.mid_ref = np.full((0, m), -1, dtype=np.int64)
         self.scale = np.full((0, m), np.nan)
         self.learned = np.zeros((0, m), dtype=np.int64)
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
         self.prev = grow(self.prev, capacity, np.nan)
-        self.mid = grow(self.mid, capacity, np.nan)
-        self.mid_ts = grow(self.mid_ts, capacity, np.nan)
-        self.mid_ref = grow(self.mid_ref, capacity, -1)
         self.scale = grow(self.scale, capacity, np.nan)
         self.learned = grow(self.learned, capacity, 0)
 
-    def step(
-        self,
-        rows: npt.NDArray[np.intp],
-        ts: npt.NDArray[np.float64],
-        values: npt.NDArray[np.float64],
-        present: npt.NDArray[np.bool_],
-        ref: npt.NDArray[np.int64],
-    ) -> Findings:
-        """Finalise the middle reading of each device that got a new one; shift the window."""
-        prev, mid = self.prev[rows], self.mid[rows]
-        scale = np.fmax(self.scale[rows], self.resolution)
-        learned = self.learned[rows]
-        has_prev, has_mid = ~np.isnan(prev), ~np.isnan(mid)
-        ready = present & has_prev & has_mid
+    def process(self, batch: BatchView) -> Findings:
+        """Judge the middle reading of each window a new reading completes; learn the batch."""
+        order, columns = batch.order, batch.columns
+        cells = np.ix_(order.rows, columns)
+        prev, scale, learned = self.prev[cells], self.scale[cells], self.learned[cells]
+        resolution = self.resolution[columns]
+        values, mid = batch.values, batch.last
+        shape = values.shape
+        s_all = np.empty(shape)
+        limit_all = np.empty(shape)
+        spike_all = np.empty(shape, dtype=np.bool_)
+        threshold, alpha, warmup = self.threshold, self.alpha, self.warmup
+        present = batch.present
+        # Steady state skips two selects per round: every window warm (learned counts only
+        # grow) and every scale known (a known scale stays known).
+        all_warm = bool((learned >= warmup).all())
+        all_known = not np.isnan(scale).any()
+        # NaN (no usable value) makes s NaN: not ready, and never a spike.
         with np.errstate(invalid="ignore"):
-            s = np.abs(mid - (prev + values) / 2.0) - np.abs(values - prev) / 2.0
-            limit = self.threshold * scale
-            spike = ready & (learned >= self.warmup) & (s > limit)
-            score = np.clip(s / (2.0 * limit), 0.0, 1.0)
-        # Learn the step into the middle reading unless it was a spike (protect the baseline).
-        # Zero steps are not learned: a quantised series that mostly repeats itself would
-        # otherwise get a tiny scale and call every ordinary quantum step a spike. Steps are
-        # winsorised at 3 scales so a noisy stretch cannot inflate the scale in a few readings.
+            for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
+                n = hi - lo
+                v, md, p, sc, ln = values[lo:hi], mid[lo:hi], prev[:n], scale[:n], learned[:n]
+                s = np.abs(md - (p + v) / 2.0) - np.abs(v - p) / 2.0
+                floor = np.fmax(sc, resolution)
+                limit = threshold * floor
+                spike = s > limit
+                if not all_warm:
+                    warm = ln >= warmup
+                    spike &= warm
+                s_all[lo:hi], limit_all[lo:hi], spike_all[lo:hi] = s, limit, spike
+                # Learn the step into the middle reading unless it was a spike (protect the
+                # baseline). Zero steps are not learned: a quantised series that mostly repeats
+                # itself would otherwise get a tiny scale and call every ordinary quantum step
+                # a spike. Steps are winsorised at 3 scales so a noisy stretch cannot inflate
+                # the scale in a few readings.
+                step = np.abs(md - p)
+                learn = step > 0
+                learn &= s == s  # the window is complete
+                shift = present[lo:hi]
+                if spike.any():
+                    learn &= ~spike
+                    shift = shift & ~spike
+                winsorised = np.fmin(step, 3.0 * floor)
+                if not all_warm:
+                    winsorised = np.where(warm, winsorised, step)
+                updated = sc + alpha * (winsorised - sc)
+                if not all_known:
+                    updated = np.where(np.isnan(sc), winsorised, updated)
+                np.copyto(sc, updated, where=learn)
+                ln += learn
+                # Shift: a spike is dropped from the window, as if it had not been read. (A
+                # NaN middle only replaces a NaN prev: prev is only ever set from the middle.)
+                np.copyto(p, md, where=shift)
+        self.prev[cells], self.scale[cells], self.learned[cells] = prev, scale, learned
+        ready = s_all == s_all
+        cell = np.nonzero(ready if self.report_all else spike_all)
         with np.errstate(invalid="ignore"):
-            step_size = np.abs(mid - prev)
-            learn = ready & ~spike & (step_size > 0)
-            step_size = np.where(learned >= self.warmup, np.fmin(step_size, 3.0 * scale), step_size)
-            old = self.scale[rows]
-            updated = np.where(np.isnan(old), step_size, old + self.alpha * (step_size - old))
-        self.scale[rows] = np.where(learn, updated, old)
-        self.learned[rows] = learned + learn
-        # Shift: a spike is dropped from the window, as if it had not been read.
-        mid_ts, mid_ref = self.mid_ts[rows], self.mid_ref[rows]
-        self.prev[rows] = np.where(present & has_mid & ~spike, mid, prev)
-        self.mid[rows] = np.where(present, values, mid)
-        self.mid_ts[rows] = np.where(present, ts[:, None], mid_ts)
-        self.mid_ref[rows] = np.where(present, ref[:, None], mid_ref)
-        r, f = np.nonzero(ready if self.report_all else spike)
-        return Findings(
+            score = np.clip(s_all[cell] / (2.0 * limit_all[cell]), 0.0, 1.0)
+        return batch.findings(
             self.name,
-            mid_ref[r, f],
-            rows[r],
-            f.astype(np.intp),
-            mid_ts[r, f],
-            mid[r, f],
-            score[r, f],
-            spike[r, f],
+            cell,
+            score,
+            spike_all[cell],
+            ts=batch.last_ts[cell],
+            value=mid[cell],
+            ref=batch.last_ref[cell],
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from processors.detectors.base import Findings
+from processors.detectors.base import BatchView, Findings
 from processors.state import grow
 
 __all__ = ["StuckDetector"]
@@ -39,14 +39,12 @@ class StuckDetector:
         self.decay = decay
         self.warmup_runs = warmup_runs
         m = len(self.varies)
-        self.last = np.full((0, m), np.nan)
         self.run = np.zeros((0, m), dtype=np.int64)
         self.typical = np.zeros((0, m))
         self.runs = np.zeros((0, m), dtype=np.int64)
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
-        self.last = grow(self.last, capacity, np.nan)
         self.run = grow(self.run, capacity, 0)
         self.typical = grow(self.typical, capacity, 0.0)
         self.runs = grow(self.runs, capacity, 0)
@@ -55,37 +53,37 @@ class StuckDetector:
         """The run length at which a field counts as stuck."""
         return np.fmax(float(self.min_run), np.ceil(self.factor * typical))
 
-    def step(
-        self,
-        rows: npt.NDArray[np.intp],
-        ts: npt.NDArray[np.float64],
-        values: npt.NDArray[np.float64],
-        present: npt.NDArray[np.bool_],
-        ref: npt.NDArray[np.int64],
-    ) -> Findings:
-        """Extend or close each present field's run of identical values and judge it."""
-        last, run = self.last[rows], self.run[rows]
-        typical, runs = self.typical[rows], self.runs[rows]
-        same = present & (values == last)
-        closed = present & ~same & (run > 0)
-        learn = closed & (run < self.limit(typical))  # a flagged run would teach "normal"
-        typical = np.where(learn, np.fmax(typical * self.decay, run), typical)
-        runs = runs + learn
-        run = np.where(same, run + 1, np.where(present, 1, run))
-        self.last[rows] = np.where(present, values, last)
-        self.run[rows], self.typical[rows], self.runs[rows] = run, typical, runs
-        limit = self.limit(typical)
-        judged = present & self.varies
-        stuck = judged & (runs >= self.warmup_runs) & (run >= limit)
-        score = np.clip(run / limit, 0.0, 1.0)
-        r, f = np.nonzero(judged if self.report_all else stuck)
-        return Findings(
-            self.name,
-            np.broadcast_to(ref[:, None], present.shape)[r, f],
-            rows[r],
-            f.astype(np.intp),
-            ts[r],
-            values[r, f],
-            score[r, f],
-            stuck[r, f],
-        )
+    def process(self, batch: BatchView) -> Findings:
+        """Extend or close each usable field's run of identical values and judge it."""
+        order, columns = batch.order, batch.columns
+        cells = np.ix_(order.rows, columns)
+        run, typical, runs = self.run[cells], self.typical[cells], self.runs[cells]
+        values, present = batch.values, batch.present
+        # The value a run repeats is the field's previous usable value (processors.state).
+        same = values == batch.last
+        closing = present & ~same
+        shape = values.shape
+        run_all = np.empty(shape)
+        limit_all = np.empty(shape)
+        runs_all = np.empty(shape)
+        min_run, factor, decay = float(self.min_run), self.factor, self.decay
+        # Counts as floats inside the loop: no int/float conversions per operation (exact).
+        run, runs = run.astype(np.float64), runs.astype(np.float64)
+        limit = np.fmax(min_run, np.ceil(factor * typical))
+        for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
+            n = hi - lo
+            r, ty, rs, lim = run[:n], typical[:n], runs[:n], limit[:n]
+            learn = closing[lo:hi] & (r > 0) & (r < lim)  # a flagged run would teach "normal"
+            if learn.any():
+                np.copyto(ty, np.fmax(ty * decay, r), where=learn)
+                np.copyto(lim, np.fmax(min_run, np.ceil(factor * ty)), where=learn)
+                rs += learn
+            np.copyto(r, same[lo:hi] * r + 1.0, where=present[lo:hi])  # same: r + 1, else 1
+            run_all[lo:hi], limit_all[lo:hi], runs_all[lo:hi] = r, lim, rs
+        self.run[cells], self.typical[cells] = run, typical
+        self.runs[cells] = runs
+        judged = present & self.varies[columns]
+        stuck = judged & (runs_all >= self.warmup_runs) & (run_all >= limit_all)
+        cell = np.nonzero(judged if self.report_all else stuck)
+        score = np.clip(run_all[cell] / limit_all[cell], 0.0, 1.0)
+        return batch.findings(self.name, cell, score, stuck[cell])

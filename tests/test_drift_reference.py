@@ -1,0 +1,224 @@
+"""The vectorised drift detector against its slow reference twin, and what drift means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
+
+from processors.bank import KindProcessor
+from processors.catalog import CATALOG
+from processors.detectors.drift import DriftDetector
+from processors.detectors.reference import ReferenceDrift
+
+KINDS = ["air_quality", "water_level"]
+# Short memories, a low threshold and a small lag, so that a few dozen readings reach every
+# branch: warm-up, judged, flagged, frozen learning, stale peers, too few stations.
+QUICK: dict[str, Any] = dict(
+    threshold=1.0,
+    fast=0.5,
+    slow=0.2,
+    spread_rate=0.1,
+    warmup=2,
+    max_lag_s=1800.0,
+)
+Batch = tuple[list[str], list[float], list[list[float]], list[list[bool]], list[str]]
+Verdicts = set[tuple[int, int, int, bool, float]]
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[str, list[Batch]]:
+    kind = draw(st.sampled_from(KINDS))
+    m = len(CATALOG[kind].fields)
+    devices = [f"d{i}" for i in range(draw(st.integers(1, 6)))]
+    # Mostly one district (so there are peers), sometimes a second one or a lone device.
+    district_of = {d: draw(st.sampled_from(["a", "a", "a", "b", "c"])) for d in devices}
+    value = st.one_of(
+        st.sampled_from([10.0, 10.0, 12.0, 15.0, 11.5]),
+        st.floats(0, 400, allow_nan=False),
+        st.sampled_from([-5.0, float("nan"), 1e9]),
+    )
+    usually = st.sampled_from([True, True, True, False])
+    out: list[Batch] = []
+    slot = 0
+    for _ in range(draw(st.integers(1, 6))):
+        # Time moves on from batch to batch; inside a batch most devices report at most ticks
+        # (so peers are fresh), some readings come late, twice or out of order.
+        ticks = draw(st.integers(1, 10))
+        readings = [
+            (d, 1e9 + 600.0 * (slot + k))
+            for k in range(ticks)
+            for d in devices
+            if draw(st.integers(0, 9)) > 0
+        ]
+        readings += draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(devices),
+                    st.integers(max(0, slot - 6), slot + ticks).map(lambda k: 1e9 + 600.0 * k),
+                ),
+                max_size=6,
+            )
+        )
+        slot += ticks + draw(st.sampled_from([0, 0, 0, 4]))  # now and then a pause
+        readings = draw(st.permutations(readings))
+        values = [draw(st.lists(value, min_size=m, max_size=m)) for _ in readings]
+        present = [draw(st.lists(usually, min_size=m, max_size=m)) for _ in readings]
+        out.append(
+            (
+                [d for d, _ in readings],
+                [t for _, t in readings],
+                values,
+                present,
+                [district_of[d] for d, _ in readings],
+            )
+        )
+    return kind, out
+
+
+def fast_verdicts(kind: str, batches_: list[Batch], **params: Any) -> Verdicts:
+    bank = KindProcessor(CATALOG[kind])
+    bank.drift = DriftDetector(len(CATALOG[kind].fields), **params)
+    verdicts: Verdicts = set()
+    for number, (ids, ts, values, present, districts) in enumerate(batches_):
+        m = len(CATALOG[kind].fields)
+        findings = bank.process(
+            np.array(ids, dtype=str),
+            np.array(ts, dtype=np.float64),
+            np.array(values, dtype=np.float64).reshape(len(ids), m),
+            np.array(present, dtype=np.bool_).reshape(len(ids), m),
+            np.array(districts, dtype=str),
+        )
+        for f in findings:
+            if f.detector != "drift":
+                continue
+            for ref, field, flag, score in zip(
+                f.ref.tolist(), f.field.tolist(), f.flag.tolist(), f.score.tolist(), strict=True
+            ):
+                verdicts.add((number, ref, field, flag, round(score, 9)))
+    return verdicts
+
+
+def slow_verdicts(kind: str, batches_: list[Batch], **params: Any) -> Verdicts:
+    twin = ReferenceDrift(CATALOG[kind], **params)
+    verdicts: Verdicts = set()
+    for number, (ids, ts, values, present, districts) in enumerate(batches_):
+        for v in twin.process(ids, ts, values, present, districts):
+            verdicts.add((number, v.ref, v.field, v.flag, round(v.score, 9)))
+    return verdicts
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches())
+def test_vectorised_drift_agrees_with_reference(case: tuple[str, list[Batch]]) -> None:
+    kind, batches_ = case
+    expected = slow_verdicts(kind, batches_, **QUICK)
+    target(float(len(expected)))  # steer towards cases with many judged readings
+    assert fast_verdicts(kind, batches_, **QUICK) == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches(), st.sampled_from([2, 3]))
+def test_agreement_holds_for_other_station_minimums(
+    case: tuple[str, list[Batch]], min_stations: int
+) -> None:
+    kind, batches_ = case
+    params = {**QUICK, "min_stations": min_stations, "threshold": 0.5}
+    assert fast_verdicts(kind, batches_, **params) == slow_verdicts(kind, batches_, **params)
+
+
+def _district_run(
+    levels: np.ndarray,
+    districts: list[str],
+    *,
+    batch_hours: int = 24,
+    shuffle: bool = False,
+) -> dict[str, list[float]]:
+    """Hourly water levels of stations (rows of `levels`) through the bank; flagged times."""
+    spec = CATALOG["water_level"]
+    stations, n = levels.shape
+    bank = KindProcessor(spec, report_all=False)
+    rng = np.random.default_rng(0)
+    flagged: dict[str, list[float]] = {}
+    for lo in range(0, n, batch_hours):
+        hours = np.arange(lo, min(lo + batch_hours, n))
+        ids = np.repeat([f"g{s}" for s in range(stations)], len(hours))
+        ts = np.tile(1e9 + hours * 3600.0, stations)
+        values = np.zeros((len(ids), len(spec.fields)))
+        values[:, 0] = levels[:, hours].ravel()
+        present = np.zeros_like(values, dtype=np.bool_)
+        present[:, 0] = True
+        names = np.repeat(districts, len(hours))
+        order = rng.permutation(len(ids)) if shuffle else np.arange(len(ids))
+        for f in bank.process(ids[order], ts[order], values[order], present[order], names[order]):
+            if f.detector == "drift":
+                for row, t in zip(f.row.tolist(), f.ts.tolist(), strict=True):
+                    flagged.setdefault(bank.device_id(row), []).append(t)
+    return flagged
+
+
+def _neighbours(stations: int, n: int = 2000, seed: int = 5) -> np.ndarray:
+    """Gauges on one river: a shared random walk, each with its own gain and noise."""
+    rng = np.random.default_rng(seed)
+    common = 200 + np.cumsum(rng.normal(0, 1.0, n))
+    return np.stack([common * (1 + 0.1 * s) + rng.normal(0, 0.5, n) for s in range(stations)]).clip(
+        0, None
+    )
+
+
+def test_one_drifting_station_of_four_is_the_only_one_flagged() -> None:
+    levels = _neighbours(4)
+    levels[2, 1200:1368] += np.linspace(0, 6 * levels[2].std(), 168)
+    flagged = _district_run(levels, ["klawing"] * 4)
+    assert set(flagged) == {"g2"}
+    assert 1e9 + 1200 * 3600 <= min(flagged["g2"]) <= 1e9 + 1368 * 3600
+
+
+def test_shuffled_batches_give_the_same_flags() -> None:
+    levels = _neighbours(4)
+    levels[1, 1200:1368] -= np.linspace(0, 6 * levels[1].std(), 168)
+    assert _district_run(levels, ["x"] * 4) == _district_run(
+        levels, ["x"] * 4, batch_hours=7, shuffle=True
+    )
+
+
+def test_two_stations_are_never_judged_and_a_whole_district_drifting_is_not_drift() -> None:
+    levels = _neighbours(3)
+    ramp = np.linspace(0, 6 * levels.std(), 168)
+    pair = levels[:2].copy()
+    pair[0, 1200:1368] += ramp
+    assert _district_run(pair, ["pair"] * 2) == {}
+    together = levels.copy()
+    together[:, 1200:1368] += ramp * (1 + 0.1 * np.arange(3))[:, None]
+    assert _district_run(together, ["river"] * 3) == {}
+
+
+def test_snapshot_and_restore_keep_the_drift_state() -> None:
+    levels = _neighbours(3)
+    levels[0, 1200:1368] += np.linspace(0, 6 * levels[0].std(), 168)
+    spec = CATALOG["water_level"]
+
+    def feed(bank: KindProcessor, hours: np.ndarray) -> list[tuple[int, float, bool]]:
+        ids = np.repeat(["g0", "g1", "g2"], len(hours))
+        ts = np.tile(1e9 + hours * 3600.0, 3)
+        values = np.zeros((len(ids), len(spec.fields)))
+        values[:, 0] = levels[:, hours].ravel()
+        present = np.zeros_like(values, dtype=np.bool_)
+        present[:, 0] = True
+        out = []
+        for f in bank.process(ids, ts, values, present, np.full(len(ids), "d")):
+            if f.detector == "drift":
+                out += list(zip(f.row.tolist(), f.ts.tolist(), f.flag.tolist(), strict=True))
+        return out
+
+    whole = KindProcessor(spec)
+    feed(whole, np.arange(1250))
+    expected = feed(whole, np.arange(1250, 1400))
+    first = KindProcessor(spec)
+    feed(first, np.arange(1250))
+    restored = KindProcessor(spec)
+    restored.restore(first.snapshot())
+    assert feed(restored, np.arange(1250, 1400)) == expected
+    assert any(flag for _, _, flag in expected)
