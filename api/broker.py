@@ -20,7 +20,8 @@ __all__ = ["BrokerLink"]
 
 log = logging.getLogger(__name__)
 
-_MAX_PAYLOAD = 64 * 1024
+# A batch summary holds up to a batch's devices (5,000 by default, ~150 bytes each).
+_MAX_PAYLOAD = 16 * 1024 * 1024
 _YIELD_EVERY = 200
 
 
@@ -98,8 +99,7 @@ class BrokerLink:
             return
         if not isinstance(data, dict):
             return
-        event = self.state.apply(topic, data)
-        if event is not None:
+        for event in self.state.apply(topic, data):
             self.on_event(event)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:

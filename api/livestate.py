@@ -22,6 +22,7 @@ __all__ = ["Ack", "Anomaly", "DeviceInfo", "IndicatorEntry", "LiveState", "Readi
 DERIVED_PREFIX: Final = "pantau/derived/"
 ACK_PREFIX: Final = "pantau/ops/ack/"
 DISTRICT_DEVICE: Final = "_district"
+ALL: Final = "_all"  # per-city batch summaries: pantau/derived/{city}/_all/{kind}/_all/readings
 # A device without a registry interval is offline after this long without a reading.
 _DEFAULT_INTERVAL_S: Final = 300.0
 _OFFLINE_AFTER_INTERVALS: Final = 3.0
@@ -146,36 +147,43 @@ class LiveState:
 
     # -- messages ---------------------------------------------------------------------------
 
-    def apply(self, topic: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Take one derived-topic message; the feed event it makes, if any."""
+    def apply(self, topic: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Take one derived-topic message; the feed events it makes."""
+        event = self._apply(topic, payload)
+        if event is None:
+            return []
+        return event if isinstance(event, list) else [event]
+
+    def _apply(
+        self, topic: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | list[dict[str, Any]] | None:
         if topic.startswith(ACK_PREFIX):
             return self._apply_ack(topic[len(ACK_PREFIX) :], payload)
         parts = topic[len(DERIVED_PREFIX) :].split("/")
         if not topic.startswith(DERIVED_PREFIX) or len(parts) != 5:
             return None
         city, district, kind, device, what = parts
+        if what == "readings" and district == ALL and device == ALL:
+            batch = payload.get("readings")
+            if not isinstance(batch, list):
+                return None
+            events = []
+            for item in batch:
+                if isinstance(item, dict):
+                    place = item.get("district")
+                    name = item.get("device_id")
+                    if isinstance(place, str) and isinstance(name, str):
+                        event = self._reading(city, place, kind, name, item)
+                        if event is not None:
+                            events.append(event)
+            return events
+        if what == "reading":
+            # The retained per-device copy: state only; the feed has it from the batch message.
+            self._reading(city, district, kind, device, payload)
+            return None
         ts = _number(payload.get("ts"))
         if ts is None:
             return None
-        if what == "reading":
-            values = payload.get("values")
-            if not isinstance(values, dict):
-                return None
-            numbers = {k: v for k, v in values.items() if _number(v) is not None}
-            self._see(device, kind, city, district)
-            old = self.readings.get(device)
-            if old is None or ts >= old.ts:
-                self.readings[device] = Reading(ts, numbers)
-            self.version += 1
-            return {
-                "type": "reading",
-                "ts": ts,
-                "kind": kind,
-                "city": city,
-                "district": district,
-                "device_id": device,
-                "values": numbers,
-            }
         if what == "indicator":
             skip = {"ts", "kind", "device_id"}
             values = {k: v for k, v in payload.items() if k not in skip}
@@ -201,6 +209,29 @@ class LiveState:
             self.add_anomalies([anomaly])
             return {"type": "anomaly", **anomaly.as_json()}
         return None
+
+    def _reading(
+        self, city: str, district: str, kind: str, device: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        ts = _number(payload.get("ts"))
+        values = payload.get("values")
+        if ts is None or not isinstance(values, dict):
+            return None
+        numbers = {k: v for k, v in values.items() if _number(v) is not None}
+        self._see(device, kind, city, district)
+        old = self.readings.get(device)
+        if old is None or ts >= old.ts:
+            self.readings[device] = Reading(ts, numbers)
+        self.version += 1
+        return {
+            "type": "reading",
+            "ts": ts,
+            "kind": kind,
+            "city": city,
+            "district": district,
+            "device_id": device,
+            "values": numbers,
+        }
 
     def _anomaly_from(
         self, payload: dict[str, Any], ts: float, city: str, district: str, kind: str, device: str

@@ -298,6 +298,8 @@ class Collector:
                 body = "\n".join(derived.lines).encode()
                 if self._store.persist(body, 0, stop=stop):
                     self._publish(derived)
+            elif derived.messages:  # only held-back latest readings: nothing to store first
+                self._publish(derived)
         if now >= self._next_snapshot:
             self._next_snapshot = now + _SNAPSHOT_S
             self._save_snapshot()

@@ -4,8 +4,9 @@ Anomalies and indicators go into the same InfluxDB write as the readings (measur
 `anomaly` and `indicator`) and onto the derived topics
 `pantau/derived/{city}/{district}/{kind}/{device_id}/{anomaly|indicator}` (indicators retained,
 so a fresh API replica learns the current state at once). District-level indicators use the
-device id `_district`. Each batch also publishes, per device, a retained `reading` summary (its
-newest reading in the batch and how many readings the batch held) for the live feeds. Points
+device id `_district`. Each batch also publishes its newest reading per device: all of them
+in one `pantau/derived/{city}/_all/{kind}/_all/readings` message per city (the live feeds), and
+retained per device on `…/{device_id}/reading` (at most every 10 s). Points
 carry the reading's observation time, so a redelivered batch rewrites the same points.
 """
 
@@ -41,6 +42,10 @@ DISTRICT_DEVICE: Final = "_district"
 # an energy counter move with every reading, and one message per reading would double the
 # broker's load. A changed label (category, alert level, ...) is sent at once.
 INDICATOR_EVERY_S: Final = 60.0
+# A device's retained latest-reading message is refreshed at most this often; a newer reading
+# held back meanwhile goes out with the next silence sweep.
+SUMMARY_RETAIN_EVERY_S: Final = 10.0
+ALL: Final = "_all"  # topic segment of the per-city batch summaries
 # One anomaly per device, field and detector is reported per episode: a stuck sensor flags
 # every reading, and an alarm storm helps nobody. A new report needs this much quiet first.
 ANOMALY_QUIET_S: Final = 3600.0
@@ -105,6 +110,8 @@ class Derivation:
         }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
         self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
+        self._summary_sent: dict[tuple[str, str, str], float] = {}
+        self._held_back: dict[tuple[str, str, str], DerivedMessage] = {}
         self._episodes: dict[tuple[str, int, int, str], float] = {}  # -> last flagged time
         if registry is not None:
             self._places = {d.device_id: (d.city, d.district) for d in registry}
@@ -134,10 +141,14 @@ class Derivation:
         return derived
 
     def sweep(self, now: float) -> Derived:
-        """Devices gone silent since the last sweep, as dropout anomalies."""
+        """Devices gone silent since the last sweep (dropout anomalies), and held-back readings."""
         derived = Derived()
         for kind, bank in self.banks.items():
             derived.extend(self._anomalies(kind, bank, [bank.sweep(now)]))
+        derived.messages += self._held_back.values()
+        for key in self._held_back:
+            self._summary_sent[key] = time.monotonic()
+        self._held_back.clear()
         return derived
 
     # -- rendering ----------------------------------------------------------------------------
@@ -256,7 +267,12 @@ class Derivation:
         )
 
     def _summaries(self, kind: str, columns: KindColumns) -> Derived:
-        """One retained message per device: its newest reading in this batch."""
+        """The batch's newest reading per device: one message per city, and retained per device.
+
+        The live feed gets one `…/_all/{kind}/_all/readings` message per city and batch, so the
+        message rate follows batches, not devices. A fresh API replica learns each device's
+        latest reading from the retained `…/{device}/reading`, re-sent at most once a minute.
+        """
         derived = Derived()
         ids = columns.device_ids
         order = np.lexsort((columns.ts_ns, ids))
@@ -265,25 +281,42 @@ class Derivation:
         counts = np.diff(np.append(-1, last))
         rows = order[last]
         names = columns.spec.field_names
+        now = time.monotonic()
+        per_city: dict[str, list[dict[str, Any]]] = {}
         for row, count in zip(rows.tolist(), counts.tolist(), strict=True):
             values = {
                 names[j]: float(columns.values[row, j])
                 for j in np.flatnonzero(columns.present[row]).tolist()
             }
-            payload = {
+            device = str(ids[row])
+            city, district = str(columns.cities[row]), str(columns.districts[row])
+            summary = {
                 "ts": int(columns.ts_ns[row]) / 1e9,
-                "kind": kind,
-                "device_id": str(ids[row]),
+                "device_id": device,
+                "district": district,
                 "readings": count,
                 "values": values,
             }
-            city, district = str(columns.cities[row]), str(columns.districts[row])
+            per_city.setdefault(city, []).append(summary)
+            key = (kind, district, device)
+            retained = DerivedMessage(
+                f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/reading",
+                json.dumps({**summary, "kind": kind}).encode(),
+                retain=True,
+                qos=0,  # the newest reading only: a later one replaces a lost one
+            )
+            if now - self._summary_sent.get(key, -math.inf) >= SUMMARY_RETAIN_EVERY_S:
+                self._summary_sent[key] = now
+                self._held_back.pop(key, None)
+                derived.messages.append(retained)
+            else:
+                self._held_back[key] = retained  # sent by the next sweep (every 10 s)
+        for city, summaries in per_city.items():
             derived.messages.append(
                 DerivedMessage(
-                    f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{ids[row]}/reading",
-                    json.dumps(payload).encode(),
-                    retain=True,
-                    # The newest reading only: the next batch replaces a lost one.
+                    f"{TOPIC_PREFIX}/{city}/{ALL}/{kind}/{ALL}/readings",
+                    json.dumps({"kind": kind, "readings": summaries}).encode(),
+                    retain=False,
                     qos=0,
                 )
             )

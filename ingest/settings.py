@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # A device shows status "anomaly" while it has an open anomaly this recent.
     api_anomaly_status_s: float = Field(default=3600.0, gt=0)
     # Live feeds: frames are sent this often; a client holds at most this many unsent frames.
-    api_feed_interval_s: float = Field(default=0.1, gt=0, le=5)
+    api_feed_interval_s: float = Field(default=0.25, gt=0, le=5)
     api_feed_max_frames: int = Field(default=50, ge=1, le=10_000)
     api_max_body_bytes: int = Field(default=16 * 1024, ge=256)
     # Requests per second per token on average, and at once; 0 turns the limit off.

@@ -235,17 +235,29 @@ def test_live_state_follows_derived_topics_and_acks() -> None:
     state.apply(f"{prefix}/reading", {"ts": 10.0, "values": {"pm25": 30.0, "bad": "x"}})
     state.apply(f"{prefix}/reading", {"ts": 5.0, "values": {"pm25": 99.0}})  # older: ignored
     assert state.readings["aq-1"].values == {"pm25": 30.0}
-    event = state.apply(
+    [event] = state.apply(
         f"{prefix}/anomaly",
         {"ts": 10.0, "detector": "spike", "field": "pm25", "severity": "warning", "score": 1.0},
     )
-    assert event is not None and event["type"] == "anomaly" and event["district"] == "kalimanah"
+    assert event["type"] == "anomaly" and event["district"] == "kalimanah"
     ident = event["id"]
     assert [a.id for a in state.open_anomalies()] == [ident]
     state.apply(f"pantau/ops/ack/{ident}", {"by": "ops", "at": 11.0, "note": "seen"})
     assert state.open_anomalies() == []
     for bad in ("pantau/derived/x", f"{prefix}/unknown", f"{prefix}/anomaly"):
-        assert state.apply(bad, {"ts": "x"}) is None
+        assert state.apply(bad, {"ts": "x"}) == []
+    # A batch summary: one event per device, malformed entries skipped.
+    batch = {
+        "kind": "air_quality",
+        "readings": [
+            {"ts": 20.0, "device_id": "aq-2", "district": "bobotsari", "values": {"pm25": 5.0}},
+            {"ts": 20.0, "device_id": 7, "district": "x", "values": {}},
+            "junk",
+        ],
+    }
+    events = state.apply("pantau/derived/purbalingga/_all/air_quality/_all/readings", batch)
+    assert [(e["device_id"], e["district"]) for e in events] == [("aq-2", "bobotsari")]
+    assert state.readings["aq-2"].values == {"pm25": 5.0}
 
 
 def test_rate_limiter_allows_a_burst_then_the_rate() -> None:

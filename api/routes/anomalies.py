@@ -96,11 +96,11 @@ async def acknowledge(
     anomaly.acknowledged = ack
     payload = {"by": ack.by, "at": ack.at, "note": ack.note}
     ctx.state.add_anomalies([anomaly])
-    event = ctx.state.apply(f"{ACK_PREFIX}{anomaly.id}", payload)
+    events = ctx.state.apply(f"{ACK_PREFIX}{anomaly.id}", payload)
     try:
         # Other replicas learn at once; they would also find it in InfluxDB on their next query.
         await ctx.link.publish(f"{ACK_PREFIX}{anomaly.id}", payload)
     except ConnectionError:
-        if event is not None:
+        for event in events:
             ctx.hub.publish(event)
     return anomaly.as_json()

@@ -2,7 +2,7 @@
 
 Run (from the repository root, `wrk` installed: `apt-get install wrk`):
 
-    .venv/bin/python tests/benchmarks/bench_api.py [--devices 1000] [--interval 5]
+    .venv/bin/python -m tests.benchmarks.bench_api [--devices 1000] [--interval 5]
         [--connections 100] [--duration 10] [--rounds 2]
 
 It starts everything it needs on free ports in a private temporary folder: Mosquitto, InfluxDB,

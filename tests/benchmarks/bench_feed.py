@@ -2,7 +2,7 @@
 
 Run (from the repository root):
 
-    .venv/bin/python tests/benchmarks/bench_feed.py [--clients 500] [--devices 2000]
+    .venv/bin/python -m tests.benchmarks.bench_feed [--clients 500] [--devices 2000]
         [--interval 1] [--duration 30] [--client-processes 2] [--types reading]
 
 It starts everything it needs on free ports in a private temporary folder: Mosquitto, InfluxDB,
