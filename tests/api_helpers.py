@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import httpx
 
 from api.tokens import Scope, TokenStore
 from ingest.services import free_port
-from tests.ingest_helpers import PANTAU, wait_for
+from tests.ingest_helpers import PANTAU, terminate, wait_for
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,4 @@ def running_api(
         assert process.poll() is None, log_path.read_text()[-2000:]
         yield ApiProcess(url, tokens.get("admin", ""), tokens, log_path, process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)

@@ -27,6 +27,17 @@ from ingest.settings import mqtt_endpoint
 PANTAU = str(Path(sys.executable).with_name("pantau"))
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM a process if it still runs; SIGKILL it if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextmanager
 def running_collector(
     mqtt_url: str,
@@ -67,13 +78,7 @@ def running_collector(
             time.sleep(0.2)  # the SUBACK
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)
         log.close()
 
 
