@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S: Final = 0.01  # how often a part-filled batch checks its age
 _SWEEP_S: Final = 10.0  # how often silent devices are looked for
+# Readings this far behind the wall clock mean a backlog is being replayed (after an outage,
+# or a fleet catching up): devices are not silent then, their readings are still queued.
+_BACKLOG_S: Final = 300.0
 _SNAPSHOT_S: Final = 60.0  # how often the processors' state is saved
 
 
@@ -92,6 +95,7 @@ class Collector:
         self._derivation = derivation
         self._snapshot_path = snapshot_path
         self._next_sweep = time.monotonic() + _SWEEP_S
+        self._newest_since_sweep: float | None = None  # newest observation time since the sweep
         self._next_snapshot = time.monotonic() + _SNAPSHOT_S
         self._store = store
         self._metrics = metrics or CollectorMetrics()
@@ -293,7 +297,10 @@ class Collector:
         now = time.monotonic()
         if self._derivation is not None and now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_S
-            derived = self._derivation.sweep(time.time())
+            newest, self._newest_since_sweep = self._newest_since_sweep, None
+            catching_up = newest is not None and time.time() - newest > _BACKLOG_S
+            # A total outage (no readings at all) is still swept: every device then is silent.
+            derived = self._derivation.sweep(time.time(), silence=not catching_up)
             if derived.lines:
                 body = "\n".join(derived.lines).encode()
                 if self._store.persist(body, 0, stop=stop):
@@ -315,6 +322,10 @@ class Collector:
     def _derive(self, batch: Batch) -> Derived:
         if self._derivation is None:
             return Derived()
+        newest = max((int(c.ts_ns.max()) for c in batch.columns.values() if len(c)), default=None)
+        if newest is not None:
+            seen = self._newest_since_sweep
+            self._newest_since_sweep = max(newest / 1e9, seen if seen is not None else -1.0)
         try:
             return self._derivation.process(batch)
         except Exception:

@@ -140,11 +140,15 @@ class Derivation:
             derived.extend(self._summaries(kind, columns))
         return derived
 
-    def sweep(self, now: float) -> Derived:
-        """Devices gone silent since the last sweep (dropout anomalies), and held-back readings."""
+    def sweep(self, now: float, *, silence: bool = True) -> Derived:
+        """Devices gone silent since the last sweep (dropout anomalies), and held-back readings.
+
+        `silence=False` skips the silence check (the collector is replaying a backlog).
+        """
         derived = Derived()
         for kind, bank in self.banks.items():
-            derived.extend(self._anomalies(kind, bank, [bank.sweep(now)]))
+            if silence:
+                derived.extend(self._anomalies(kind, bank, [bank.sweep(now)]))
         derived.messages += self._held_back.values()
         for key in self._held_back:
             self._summary_sent[key] = time.monotonic()
