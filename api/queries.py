@@ -15,8 +15,10 @@ from processors.catalog import CATALOG
 
 __all__ = [
     "AnomalyFilter",
+    "acks_query",
     "anomalies_query",
     "anomaly_lookup_query",
+    "check_segment",
     "history_query",
     "parse_time",
 ]
