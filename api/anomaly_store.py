@@ -7,24 +7,18 @@ twice just replaces the note.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any
 
 from api.anomaly_ids import AnomalyKey, anomaly_id
 from api.influx_async import AsyncInflux, rows
-from api.livestate import Ack, Anomaly
+from api.livestate import Ack, Anomaly, finite_number
 from api.queries import AnomalyFilter, acks_query, anomalies_query, anomaly_lookup_query
 from ingest.lineprotocol import escape_string_field, escape_tag
 
 __all__ = ["AnomalyStore"]
 
 _TAGS = ("city", "district", "device_id", "kind", "detector", "field", "severity")
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _anomaly(row: dict[str, Any]) -> Anomaly:
@@ -39,8 +33,8 @@ def _anomaly(row: dict[str, Any]) -> Anomaly:
         detector=row["detector"],
         field=row["field"],
         severity=row.get("severity") or "warning",
-        score=_float(row.get("score")),
-        value=_float(row.get("value")),
+        score=finite_number(row.get("score")),
+        value=finite_number(row.get("value")),
     )
 
 
@@ -59,7 +53,7 @@ class AnomalyStore:
         found = [_anomaly(r) for r in rows(await self.influx.query(anomalies_query(flt, limit)))]
         if found:
             oldest = min(a.ts_ns for a in found)
-            narrowed = AnomalyFilter(**{**_fields(flt), "since_ns": oldest})
+            narrowed = dataclasses.replace(flt, since_ns=oldest)
             acks = {
                 anomaly_id(r["device_id"], r["detector"], r["field"], int(r["time"])): _ack(r)
                 for r in rows(await self.influx.query(acks_query(narrowed)))
@@ -86,7 +80,3 @@ class AnomalyStore:
             f"by={escape_string_field(ack.by)},at={ack.at!r},note={escape_string_field(ack.note)}"
         )
         await self.influx.write(f"anomaly_ack,{tags} {fields} {anomaly.ts_ns}")
-
-
-def _fields(flt: AnomalyFilter) -> dict[str, Any]:
-    return {name: getattr(flt, name) for name in flt.__slots__}

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any, Final
 
-from api.livestate import DISTRICT_DEVICE, IndicatorEntry
+from api.livestate import DISTRICT_DEVICE, IndicatorEntry, finite_number
 
 __all__ = ["FLOOD_STATUSES", "area_metrics", "area_summary"]
 
 FLOOD_STATUSES: Final = ("Normal", "Waspada", "Siaga", "Awas")
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def area_summary(entries: Iterable[IndicatorEntry]) -> dict[str, Any]:
@@ -26,7 +19,7 @@ def area_summary(entries: Iterable[IndicatorEntry]) -> dict[str, Any]:
     lights: list[IndicatorEntry] = []
     for e in entries:
         if e.kind == "air_quality" and e.device_id != DISTRICT_DEVICE:
-            if _finite(e.values.get("ispu")) is not None:
+            if finite_number(e.values.get("ispu")) is not None:
                 air.append(e)
         elif e.kind == "water_level" and e.device_id != DISTRICT_DEVICE:
             if e.values.get("flood_status") in FLOOD_STATUSES:
@@ -78,14 +71,14 @@ def _lights(entries: list[IndicatorEntry]) -> dict[str, Any] | None:
         return None
 
     def total(name: str) -> float:
-        return sum(v for e in entries if (v := _finite(e.values.get(name))) is not None)
+        return sum(v for e in entries if (v := finite_number(e.values.get(name))) is not None)
 
     due = total("lamps_due")
     working = sum(
         a * d
         for e in entries
-        if (a := _finite(e.values.get("availability"))) is not None
-        and (d := _finite(e.values.get("lamps_due"))) is not None
+        if (a := finite_number(e.values.get("availability"))) is not None
+        and (d := finite_number(e.values.get("lamps_due"))) is not None
     )
     lamps = total("lamps_reporting")
     burn = total("day_burn_h_today")
@@ -107,7 +100,7 @@ def area_metrics(summary: dict[str, Any]) -> dict[str, tuple[float, float]]:
         if not part:
             continue
         for name, value in part.items():
-            number = _finite(value)
+            number = finite_number(value)
             if number is not None and name != "ts":
                 out[f"{kind}.{name}"] = (number, float(part["ts"]))
     return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from ingest.influx import InfluxClientError, InfluxUnavailableError, quote_identifier
+from ingest.influx import InfluxUnavailableError, check_write, query_series, quote_identifier
 from ingest.settings import Settings
 
 __all__ = ["AsyncInflux", "rows"]
@@ -46,16 +46,7 @@ class AsyncInflux:
             response = await self._http.get("/query", params=params)
         except httpx.HTTPError as exc:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
-        if response.status_code >= 500:
-            raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}")
-        if response.status_code != 200:
-            raise InfluxClientError(response.status_code, response.text[:500])
-        series: list[dict[str, Any]] = []
-        for result in response.json().get("results", []):
-            if "error" in result:
-                raise InfluxClientError(400, str(result["error"])[:500])
-            series.extend(result.get("series", []))
-        return series
+        return query_series(response)
 
     async def write(self, lines: str) -> None:
         """Write line protocol (ns precision)."""
@@ -65,10 +56,7 @@ class AsyncInflux:
             )
         except httpx.HTTPError as exc:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
-        if response.status_code >= 500:
-            raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}")
-        if response.status_code != 204:
-            raise InfluxClientError(response.status_code, response.text[:500])
+        check_write(response)
 
 
 def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,7 +17,15 @@ from typing import Any, Final, Literal
 from api.anomaly_ids import anomaly_id, ts_to_ns
 from ingest.registry import Registry
 
-__all__ = ["Ack", "Anomaly", "DeviceInfo", "IndicatorEntry", "LiveState", "Reading"]
+__all__ = [
+    "Ack",
+    "Anomaly",
+    "DeviceInfo",
+    "IndicatorEntry",
+    "LiveState",
+    "Reading",
+    "finite_number",
+]
 
 DERIVED_PREFIX: Final = "pantau/derived/"
 ACK_PREFIX: Final = "pantau/ops/ack/"
@@ -115,7 +123,8 @@ class Anomaly:
         }
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (bools, strings, NaN, inf)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
@@ -181,7 +190,7 @@ class LiveState:
             # The retained per-device copy: state only; the feed has it from the batch message.
             self._reading(city, district, kind, device, payload)
             return None
-        ts = _number(payload.get("ts"))
+        ts = finite_number(payload.get("ts"))
         if ts is None:
             return None
         if what == "indicator":
@@ -213,11 +222,11 @@ class LiveState:
     def _reading(
         self, city: str, district: str, kind: str, device: str, payload: dict[str, Any]
     ) -> dict[str, Any] | None:
-        ts = _number(payload.get("ts"))
+        ts = finite_number(payload.get("ts"))
         values = payload.get("values")
         if ts is None or not isinstance(values, dict):
             return None
-        numbers = {k: v for k, v in values.items() if _number(v) is not None}
+        numbers = {k: v for k, v in values.items() if finite_number(v) is not None}
         self._see(device, kind, city, district)
         old = self.readings.get(device)
         if old is None or ts >= old.ts:
@@ -253,12 +262,12 @@ class LiveState:
             detector=detector,
             field=field_name,
             severity=severity,
-            score=_number(payload.get("score")),
-            value=_number(payload.get("value")),
+            score=finite_number(payload.get("score")),
+            value=finite_number(payload.get("value")),
         )
 
     def _apply_ack(self, ident: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        at = _number(payload.get("at"))
+        at = finite_number(payload.get("at"))
         by, note = payload.get("by"), payload.get("note", "")
         if at is None or not isinstance(by, str) or not isinstance(note, str):
             return None

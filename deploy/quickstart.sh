@@ -27,6 +27,8 @@ bootstrap() {
   command -v influxd >/dev/null || missing+=(influxdb)
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v influx >/dev/null || missing+=(influxdb-client)
+  # deploy/tls/make-dev-certs.sh (and the TLS tests that run it) need openssl.
+  command -v openssl >/dev/null || missing+=(openssl)
   # The dashboard's browser test drives Debian's Chromium (headless) through Playwright.
   [ "$command" != test ] || command -v chromium >/dev/null || missing+=(chromium)
   python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || missing+=(python3)

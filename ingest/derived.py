@@ -109,12 +109,14 @@ class Derivation:
             kind: KindProcessor(spec, facts, report_all=False) for kind, spec in CATALOG.items()
         }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
+        self._district_city: dict[str, str] = {}  # for district-level indicators
         self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
         self._summary_sent: dict[tuple[str, str, str], float] = {}
         self._held_back: dict[tuple[str, str, str], DerivedMessage] = {}
         self._episodes: dict[tuple[str, int, int, str], float] = {}  # -> last flagged time
         if registry is not None:
-            self._places = {d.device_id: (d.city, d.district) for d in registry}
+            for d in registry:
+                self._place(d.device_id, d.city, d.district)
 
     def process(self, batch: Batch) -> Derived:
         """Anomalies and indicators of one batch (the readings are already validated)."""
@@ -132,13 +134,17 @@ class Derivation:
             for device, city, district in zip(
                 ids[first].tolist(), cities, districts[first].tolist(), strict=True
             ):
-                self._places[device] = (city, district)
+                self._place(device, city, district)
             ts = columns.ts_ns.astype(np.float64) / 1e9
             findings = bank.process(ids, ts, columns.values, columns.present, districts)
             derived.extend(self._anomalies(kind, bank, findings))
             derived.extend(self._indicators(kind, bank, bank.indicators(now)))
             derived.extend(self._summaries(kind, columns))
         return derived
+
+    def _place(self, device: str, city: str, district: str) -> None:
+        self._places[device] = (city, district)
+        self._district_city[district] = city
 
     def sweep(self, now: float, *, silence: bool = True) -> Derived:
         """Devices gone silent since the last sweep (dropout anomalies), and held-back readings.
@@ -218,7 +224,7 @@ class Derivation:
                 derived, kind, city, district, device, float(ind.ts[i]), numbers, labels
             )
         for district, numbers in ind.districts.items():
-            city = next((c for c, d in self._places.values() if d == district), "unknown")
+            city = self._district_city.get(district, "unknown")
             self._indicator(
                 derived,
                 kind,
@@ -358,7 +364,6 @@ class Derivation:
             if part:
                 bank.restore(part)
         if "places" in arrays:
-            self._places.update(
-                {k: (v[0], v[1]) for k, v in json.loads(str(arrays["places"][0])).items()}
-            )
+            for device, (city, district) in json.loads(str(arrays["places"][0])).items():
+                self._place(device, city, district)
         return True

@@ -15,6 +15,8 @@ __all__ = [
     "InfluxClientError",
     "InfluxError",
     "InfluxUnavailableError",
+    "check_write",
+    "query_series",
     "quote_identifier",
     "quote_literal",
 ]
@@ -123,14 +125,7 @@ class InfluxClient:
             )
         except httpx.HTTPError as exc:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
-        if response.status_code == 204:
-            return
-        message = _error_message(response)
-        if response.status_code == 404:  # the database is gone: recreate it, then retry
-            raise InfluxUnavailableError(f"InfluxDB: {message}", database_missing=True)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}: {message}")
-        raise InfluxClientError(response.status_code, message)
+        check_write(response)
 
     def query(self, influxql: str, *, epoch: str = "ns") -> list[dict[str, Any]]:
         """Run InfluxQL built from quoted identifiers and literals; return its series."""
@@ -139,18 +134,7 @@ class InfluxClient:
             response = self._http.get("/query", params=params)
         except httpx.HTTPError as exc:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
-        if response.status_code >= 500:
-            raise InfluxUnavailableError(
-                f"InfluxDB answered {response.status_code}: {_error_message(response)}"
-            )
-        if response.status_code != 200:
-            raise InfluxClientError(response.status_code, _error_message(response))
-        series: list[dict[str, Any]] = []
-        for result in response.json().get("results", []):
-            if "error" in result:
-                raise InfluxClientError(400, str(result["error"]))
-            series.extend(result.get("series", []))
-        return series
+        return query_series(response)
 
     def _post_query(self, influxql: str) -> None:
         try:
@@ -164,6 +148,34 @@ class InfluxClient:
         for result in response.json().get("results", []):
             if "error" in result:
                 raise InfluxClientError(400, str(result["error"]))
+
+
+def check_write(response: httpx.Response) -> None:
+    """Raise for a /write answer that is not 204 (unavailable: retry; client: refused)."""
+    if response.status_code == 204:
+        return
+    message = _error_message(response)
+    if response.status_code == 404:  # the database is gone: recreate it, then retry
+        raise InfluxUnavailableError(f"InfluxDB: {message}", database_missing=True)
+    if response.status_code >= 500 or response.status_code == 429:
+        raise InfluxUnavailableError(f"InfluxDB answered {response.status_code}: {message}")
+    raise InfluxClientError(response.status_code, message)
+
+
+def query_series(response: httpx.Response) -> list[dict[str, Any]]:
+    """The series of a /query answer; raise for an error status or a statement's error."""
+    if response.status_code >= 500:
+        raise InfluxUnavailableError(
+            f"InfluxDB answered {response.status_code}: {_error_message(response)}"
+        )
+    if response.status_code != 200:
+        raise InfluxClientError(response.status_code, _error_message(response))
+    series: list[dict[str, Any]] = []
+    for result in response.json().get("results", []):
+        if "error" in result:
+            raise InfluxClientError(400, str(result["error"]))
+        series.extend(result.get("series", []))
+    return series
 
 
 def _error_message(response: httpx.Response) -> str:

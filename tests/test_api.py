@@ -209,10 +209,9 @@ def test_history_is_downsampled_by_influxql(pipeline: Pipeline) -> None:
         ).json()
     assert body["interval_s"] == 6 * 3600
     means = [p["mean"] for p in body["points"]]
-    assert sum(len(means) for _ in [0]) >= 5
+    assert len(means) >= 5
     assert max(p["max"] for p in body["points"]) == 900.0
     assert min(p["min"] for p in body["points"]) == 30.0
-    # Every reading is in exactly one interval: the weighted means add up to the total.
     with pipeline.api.client() as http:
         default = http.get("/api/v1/devices/wl-1/history").json()
     assert default["field"] == "level_cm"

@@ -14,6 +14,7 @@ from api.context import context
 from api.livestate import ACK_PREFIX, Ack
 from api.problems import Problem
 from api.queries import AnomalyFilter, parse_time
+from api.routes.params import Kind, Segment
 from api.tokens import Scope, TokenRecord
 from ingest.influx import InfluxError, InfluxUnavailableError
 
@@ -21,8 +22,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/anomalies", tags=["anomalies"])
 
-Kind = Literal["air_quality", "water_level", "streetlight"]
-Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
 _WEEK = 7 * 86400.0
 
 

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import require
 from api.context import context
@@ -14,6 +14,7 @@ from api.influx_async import rows
 from api.livestate import DeviceInfo
 from api.problems import Problem
 from api.queries import check_segment, history_query, parse_time
+from api.routes.params import DeviceId, Kind, Segment
 from api.tokens import Scope
 from ingest.influx import InfluxError, InfluxUnavailableError
 from processors.catalog import CATALOG
@@ -48,10 +49,7 @@ _NICE_INTERVALS: Final = (
     604800,
 )
 
-Kind = Literal["air_quality", "water_level", "streetlight"]
 Status = Literal["ok", "anomaly", "offline", "unknown"]
-Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
-DeviceId = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,64}$")]
 
 
 def _device(request: Request, device_id: str) -> DeviceInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -14,13 +14,13 @@ from api.auth import authorize, require
 from api.context import context
 from api.feed import EVENT_TYPES, FeedFilter
 from api.problems import Problem
+from api.routes.params import Kind, Segment
 from api.tokens import Scope
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/feed", tags=["feed"])
 
-Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
 _HEARTBEAT_S: Final = 15.0
 
 
@@ -37,7 +37,6 @@ def _filter(
     return FeedFilter(wanted, kind, district, device_id)
 
 
-Kind = Literal["air_quality", "water_level", "streetlight"]
 Types = Annotated[
     str | None, Query(max_length=100, description="comma-separated: anomaly,indicator,reading,ack")
 ]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import require
 from api.context import context
 from api.livestate import DISTRICT_DEVICE, LiveState
 from api.problems import Problem
+from api.routes.params import Kind, Segment
 from api.tokens import Scope
 
 __all__ = ["router"]
@@ -17,9 +18,6 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/api/v1/indicators", tags=["indicators"], dependencies=[Depends(require(Scope.READ))]
 )
-
-Kind = Literal["air_quality", "water_level", "streetlight"]
-Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
 
 
 def _json(body: bytes) -> Response:
