@@ -186,21 +186,7 @@ class KindProcessor:
         rate, flood = self.rate.process(batch, rain)
         findings += [self.spike.process(batch), self.stuck.process(batch), rate, flood]
         findings.append(self.silence.process(batch))
-        # Drift compares each device with its district's latest values: that is defined round
-        # by round, so it is stepped per round (over slices: no gathers here).
-        drifts = []
-        for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
-            drifts.append(
-                self.drift.step(
-                    order.rows[: hi - lo],
-                    t[lo:hi],
-                    full[lo:hi],
-                    usable[lo:hi],
-                    ref[lo:hi],
-                    self.district_code,
-                )
-            )
-        findings.append(Findings.concat("drift", drifts))
+        findings.append(self.drift.process(order, t, full, usable, ref, self.district_code))
         self.live.learn(order, t, full, usable, self.device_facts)
         self.last_ts[order.rows] = t[order.last]
         self._touched[order.rows] = True

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from processors.detectors.base import Findings
-from processors.state import grow
+from processors.state import OrderedBatch, grow
 
 __all__ = ["MIN_STATIONS", "DriftDetector", "district_medians"]
 
@@ -156,6 +156,30 @@ class DriftDetector:
             setattr(self, name, grow(getattr(self, name), capacity, np.nan))
         self.learned = grow(self.learned, capacity, 0)
         self.r_learned = grow(self.r_learned, capacity, 0)
+
+    def process(
+        self,
+        order: OrderedBatch,
+        ts: _Float,
+        values: _Float,
+        present: npt.NDArray[np.bool_],
+        ref: npt.NDArray[np.int64],
+        district: _Int,
+    ) -> Findings:
+        """A batch, round-major (see order_batch); `district` gives every state row's code."""
+        parts = []
+        for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
+            parts.append(
+                self.step(
+                    order.rows[: hi - lo],
+                    ts[lo:hi],
+                    values[lo:hi],
+                    present[lo:hi],
+                    ref[lo:hi],
+                    district,
+                )
+            )
+        return Findings.concat(self.name, parts)
 
     def step(
         self,
