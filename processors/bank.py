@@ -20,8 +20,19 @@ from processors.detectors import (
     StuckDetector,
     streetlight_findings,
 )
+from processors.detectors.base import split_cells
 from processors.live import Indicators, LiveIndicators
-from processors.state import DeviceTable, LastReading, grow, order_batch
+from processors.state import (
+    DeviceTable,
+    LastReading,
+    RowOperand,
+    Scratch,
+    cell_index,
+    columns_any,
+    differs_from,
+    grow,
+    order_batch,
+)
 
 __all__ = ["SEVERITY", "DeviceFacts", "KindProcessor"]
 
@@ -93,6 +104,9 @@ class KindProcessor:
         self.districts = np.full(0, "", dtype=object)
         self._touched = np.zeros(0, dtype=np.bool_)  # devices with new readings since indicators()
         self._lows, self._highs = spec.lows(), spec.highs()
+        self._scratch = Scratch()  # per-batch buffers (see processors.state.Scratch)
+        self._low_row, self._high_row = RowOperand(self._lows), RowOperand(self._highs)
+        self._bounded = bool(np.isfinite(self._lows).all() and np.isfinite(self._highs).all())
         self._facts_filled = 0  # rows [0, _facts_filled) have their registry facts
 
     def _parts(self) -> tuple[Any, ...]:
@@ -137,22 +151,36 @@ class KindProcessor:
         self._ensure(rows)
         if districts is not None:
             self._set_districts(rows, np.asarray(districts))
-        n = len(rows)
-        ref_all = np.arange(n, dtype=np.int64)
+        present = np.asarray(present, dtype=np.bool_)
+        m = len(self.spec.fields)
+        scratch = self._scratch
+        # Usable: present and physically possible. Within finite bounds implies finite (and
+        # NaN compares False), so the finiteness pass is only needed for infinite bounds.
+        ok = scratch("ok", values.shape, np.bool_)
+        within = scratch("in", values.shape, np.bool_)
         with np.errstate(invalid="ignore"):
-            possible = (values >= self._lows) & (values <= self._highs) & np.isfinite(values)
-        impossible = present & ~possible
-        r, f = np.nonzero(present if self.report_all else impossible)
+            self._low_row.apply(np.greater_equal, values, ok)
+            self._high_row.apply(np.less_equal, values, within)
+            ok &= within
+            if not self._bounded:
+                ok &= np.isfinite(values, out=within)
+        ok &= present
+        # Present and not possible (ok is within present).
+        impossible = np.bitwise_xor(present, ok, out=scratch("bad", values.shape, np.bool_))
+        # Flat positions: numpy's 2-D nonzero is several times slower than flatnonzero.
+        at = np.flatnonzero(present if self.report_all else impossible)
+        r, f = split_cells(at, m)
+        bad = np.take(impossible, at)
         findings = [
             Findings(
                 "impossible",
-                ref_all[r],
+                r.astype(np.int64),
                 rows[r],
                 f.astype(np.intp),
                 ts[r],
-                values[r, f],
-                impossible[r, f].astype(np.float64),
-                impossible[r, f],
+                np.take(values, at),
+                bad.astype(np.float64),
+                bad,
             )
         ]
         order = order_batch(rows, ts, self.last_ts)
@@ -163,19 +191,38 @@ class KindProcessor:
         # Everything below is round-major (see order_batch) and gathered once per batch.
         # np.take: numpy's fancy row indexing is several times slower for narrow rows.
         t, ref = ts[index], index.astype(np.int64)
-        usable = np.take(present, index, axis=0)
-        usable &= np.take(possible, index, axis=0)
+        usable = np.take(ok, index, axis=0)
         full = np.take(values, index, axis=0)
-        full[~usable] = np.nan  # NaN: nothing usable to learn
-        carried = np.flatnonzero(usable.any(axis=0))  # fields absent from the batch cost nothing
-        sub_values, sub_usable = full[:, carried], usable[:, carried]
-        last, last_ts, last_ref = self.last.advance(order, carried, t, sub_values, sub_usable, ref)
+        carries = columns_any(usable)
+        carried = np.flatnonzero(carries)  # fields absent from the batch cost nothing
+        # NaN: nothing usable to learn. Column by column: most are all usable or all absent
+        # (a masked copy over the whole array costs several times more).
+        every_usable = True  # every carried field usable in every reading (the usual batch)
+        for j in range(m):
+            if not carries[j]:
+                full[:, j] = np.nan
+            elif not usable[:, j].all():
+                np.copyto(full[:, j], np.nan, where=~usable[:, j])
+                every_usable = False
+        if len(carried) == m:
+            sub_values, sub_usable = full, usable
+        else:  # C-contiguous copies (fancy indexing of columns would give a strided layout)
+            shape = (len(index), len(carried))
+            sub_values = np.take(full, carried, axis=1, out=scratch("values", shape), mode="clip")
+            sub_usable = scratch("usable", shape, np.bool_)
+            if every_usable:
+                sub_usable.fill(True)
+            else:
+                np.take(usable, carried, axis=1, out=sub_usable, mode="clip")
+        cells = cell_index(order.rows, carried, m)
+        last, last_ts, last_ref = self.last.advance(order, cells, t, sub_values, sub_usable, ref)
         batch = BatchView(
             order,
             order.rows[order.group],
             t,
             ref,
             carried,
+            cells,
             sub_values,
             sub_usable,
             last,
@@ -186,8 +233,8 @@ class KindProcessor:
         rate, flood = self.rate.process(batch, rain)
         findings += [self.spike.process(batch), self.stuck.process(batch), rate, flood]
         findings.append(self.silence.process(batch))
-        findings.append(self.drift.process(order, t, full, usable, ref, self.district_code))
-        self.live.learn(order, t, full, usable, self.device_facts)
+        findings.append(self.drift.process(batch, self.district_code))
+        self.live.learn(order, t, full, usable, self.device_facts, carries=carries)
         self.last_ts[order.rows] = t[order.last]
         self._touched[order.rows] = True
         if self.spec.kind == "streetlight":
@@ -205,10 +252,19 @@ class KindProcessor:
 
     def _set_districts(self, rows: npt.NDArray[np.intp], names: npt.NDArray[Any]) -> None:
         """Each device's district (the last given in the batch) and its code for the peers."""
-        codes = self._district_table.rows(names) + 1
-        self.district_code[rows] = codes  # repeated rows: the last assignment stays
+        # Only the last reading of each device decides: one name looked up per device, plus
+        # the readings naming another district, so that every name of the batch is known
+        # (numbered) just as looking up each reading's would.
+        names = names.reshape(-1)
+        newest = np.full(len(self.district_code), -1, dtype=np.intp)
+        np.maximum.at(newest, rows, np.arange(len(rows)))
+        devices = np.flatnonzero(newest >= 0)
+        pick = newest[devices]
+        other = np.flatnonzero(differs_from(names, newest[rows]))
+        codes = self._district_table.rows(names[np.concatenate([pick, other])])[: len(pick)] + 1
+        self.district_code[devices] = codes
         by_code = np.array(["", *self._district_table.ids], dtype=object)
-        self.districts[rows] = by_code[codes]
+        self.districts[devices] = by_code[codes]
 
     def indicators(self, now: float) -> Indicators:
         """Indicators of the devices (and districts) that got new readings since the last call."""
@@ -255,7 +311,7 @@ class KindProcessor:
             for name, value in vars(part).items():
                 key = f"{_label(part)}.{name}"
                 if isinstance(value, np.ndarray) and key in arrays:
-                    setattr(part, name, np.array(arrays[key], dtype=value.dtype))
+                    setattr(part, name, np.array(arrays[key], dtype=value.dtype, order="C"))
             part.ensure(capacity)  # state missing from the snapshot starts fresh
         self.live.recount()
         self.districts = np.full(capacity, "", dtype=object)

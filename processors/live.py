@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from processors.catalog import KindSpec
 from processors.indicators import (
     FloodThresholds,
+    IndexResult,
     aqi_index,
     flood_level,
     ispu_index,
@@ -31,7 +33,7 @@ from processors.indicators import (
     time_to_next_level,
 )
 from processors.indicators.streetlight import local_day
-from processors.state import OrderedBatch, grow
+from processors.state import OrderedBatch, Scratch, columns_any, flat, grow
 
 __all__ = ["Indicators", "LiveIndicators"]
 
@@ -39,6 +41,44 @@ _ISPU: Final = ("pm10", "pm25", "so2", "co", "o3", "no2", "hc")
 _RING: Final = 32
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.intp]
+
+
+def _byte_sums(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Over the last axis, the sum of all bytes of the words (each byte 0 or 1, 3 words).
+
+    The words' sum has bytes of at most 3 (no carries); times 0x0101... adds every byte
+    into the top one.
+    """
+    total = words[..., 0] + words[..., 1]
+    total += words[..., 2]
+    total *= np.uint64(0x0101010101010101)
+    total >>= np.uint64(56)
+    return total
+
+
+def _index_of(
+    index: Callable[[Mapping[str, _Float]], IndexResult],
+    conc: Mapping[str, _Float],
+    rated: _Int,
+) -> dict[str, npt.NDArray[Any]]:
+    """The fields of `index(conc)` the indicators use, computed for the `rated` rows only.
+
+    The other rows get the result of no concentration at all (NaN, empty labels), as
+    computing them would give.
+    """
+    n = len(next(iter(conc.values())))
+    names = ("reported", "category", "colour_hex", "critical")
+    if len(rated) == n:
+        whole = index(conc)
+        return {name: getattr(whole, name) for name in names}
+    blank = index({p: np.full(1, np.nan) for p in conc})
+    part = index({p: v[rated] for p, v in conc.items()})
+    fields = {}
+    for name in names:
+        field = np.repeat(getattr(blank, name), n)
+        field[rated] = getattr(part, name)
+        fields[name] = field
+    return fields
 
 
 @dataclass
@@ -77,6 +117,7 @@ class LiveIndicators:
         self.energy_last = np.full(0, np.nan)
         self.burn_s = np.zeros(0)
         self.burning = np.zeros(0, dtype=np.bool_)
+        self._scratch = Scratch()
 
     def recount(self) -> None:
         """Rederive what is derived from the state arrays (after they were replaced)."""
@@ -110,12 +151,19 @@ class LiveIndicators:
         values: _Float,
         present: npt.NDArray[np.bool_],
         facts: dict[str, _Float],
+        *,
+        carries: npt.NDArray[np.bool_] | None = None,
     ) -> None:
-        """Learn a batch of fresh readings, round-major (see order_batch), all fields."""
+        """Learn a batch of fresh readings, round-major (see order_batch), all fields.
+
+        `carries` tells per field whether any reading has it usable (worked out if not given).
+        """
         if len(order) == 0:
             return
         if self._air:
-            self._air_learn(order, ts, values[:, self._air], present[:, self._air])
+            self._air_learn(
+                order, ts, values, present, columns_any(present) if carries is None else carries
+            )
         bounds = list(zip(order.bounds[:-1], order.bounds[1:], strict=True))
         if self._level >= 0:
             for lo, hi in bounds:
@@ -146,7 +194,12 @@ class LiveIndicators:
                 )
 
     def _air_learn(
-        self, order: OrderedBatch, ts: _Float, conc: _Float, present: npt.NDArray[np.bool_]
+        self,
+        order: OrderedBatch,
+        ts: _Float,
+        values: _Float,
+        present: npt.NDArray[np.bool_],
+        carries: npt.NDArray[np.bool_],
     ) -> None:
         """Hourly bins: each (device, slot) ends with the newest hour it saw, summed in order.
 
@@ -154,44 +207,66 @@ class LiveIndicators:
         readings older than the bin's hour are ignored. Readings come in time order per device,
         so the bin ends holding the newest hour among its old one and the batch's, with the old
         sums kept only if that is still the old hour: computed per (group, slot) at once.
+        `values` and `present` have all catalog columns; `carries` whether any reading has
+        each one.
         """
         hour = np.floor(ts / 3600.0).astype(np.int64)
         cells = len(order.rows) * 24
-        key = order.group * 24 + hour % 24
+        # Floor division by a scalar and a product: numpy's integer modulo is several times
+        # slower (and floors the same way).
+        key = order.group * 24 + (hour - hour // 24 * 24)
         never = np.iinfo(np.int64).min
         newest = np.full(cells, never, dtype=np.int64)
         np.maximum.at(newest, key, hour)
         touched = np.flatnonzero(newest > never)
-        row, slot = order.rows[touched // 24], touched % 24
-        old_hour = self.hour[row, slot]
+        group = touched // 24
+        slot = touched - group * 24
+        row = order.rows[group]
+        hour_cells = row * 24 + slot
+        old_hour = np.take(self.hour, hour_cells)
         final = np.maximum(old_hour, newest[touched])
         newest[touched] = final
-        keep = old_hour == final
         add = hour == newest[key]  # older readings than the bin's hour are ignored
-        # Flat positions of the touched bins of every pollutant: take/put beat fancy indexing.
+        # Flat position of each touched bin of the first pollutant; a pollutant is 24 on.
         n_air = len(self._air)
-        flat = (row * (n_air * 24) + slot)[:, None] + np.arange(n_air) * 24
-        old_sums, old_counts = np.take(self.sums, flat), np.take(self.counts, flat)
-        sums = np.where(keep[:, None], old_sums, 0.0)
-        counts = np.where(keep[:, None], old_counts, 0.0)
-        carried = touched[keep]
-        for p in range(conc.shape[1]):
-            use = add & present[:, p]
-            if not use.any():
-                continue
-            self._reported[p] = True
-            # The old sum first, then the readings in time order: the same additions, in the
-            # same order, as one reading at a time.
-            where = np.concatenate([carried, key[use]])
-            sums[:, p] = np.bincount(
-                where, np.concatenate([old_sums[keep, p], conc[use, p]]), cells
-            )[touched]
-            counts[:, p] = np.bincount(
-                where, np.concatenate([old_counts[keep, p], np.ones(int(use.sum()))]), cells
-            )[touched]
-        self.hour[row, slot] = final
-        np.put(self.sums, flat, sums)
-        np.put(self.counts, flat, counts)
+        first = row * (n_air * 24) + slot
+        moved = old_hour != final  # the bin starts a newer hour: its old sums are dropped
+        if moved.any():
+            dropped = (first[moved][:, None] + np.arange(n_air) * 24).reshape(-1)
+            flat(self.sums)[dropped] = 0.0
+            flat(self.counts)[dropped] = 0.0
+        # Only the pollutants the batch has are summed into; the others' bins stay as they are.
+        present_air = carries[self._air]
+        has = [(j, self._air[j]) for j in np.flatnonzero(present_air).tolist()]
+        if has:
+            # The touched bins of each pollutant the batch has, pollutant by pollutant.
+            bins = (np.array([j * 24 for j, _ in has])[:, None] + first).reshape(-1)
+            sums, counts = np.take(self.sums, bins), np.take(self.counts, bins)
+            compact = np.empty(cells, dtype=np.intp)
+            compact[touched] = np.arange(len(touched))
+            at = compact[key]  # each reading's bin among the touched ones
+            n_bins = len(touched)
+            every = None  # readings per bin, when every reading adds to every pollutant
+            for k, (j, column) in enumerate(has):
+                use = np.logical_and(present[:, column], add)
+                where = at + k * n_bins
+                # The old sum first, then the readings in time order (round-major order is
+                # time order per device): the same additions, in the same order, as one at a
+                # time. Counts are whole numbers: added up in any order, they are exact.
+                if use.all():
+                    np.add.at(sums, where, values[:, column])
+                    if every is None:
+                        every = np.bincount(at, minlength=n_bins).astype(np.float64)
+                    counts[k * n_bins : (k + 1) * n_bins] += every
+                elif use.any():
+                    np.add.at(sums, where[use], values[use, column])
+                    np.add.at(counts, where[use], 1.0)
+                else:
+                    continue
+                self._reported[j] = True
+            flat(self.sums)[bins] = sums
+            flat(self.counts)[bins] = counts
+        flat(self.hour)[hour_cells] = final
 
     def _lamp_step(
         self,
@@ -234,7 +309,9 @@ class LiveIndicators:
         self, rows: _Int, facts: dict[str, _Float], districts: npt.NDArray[Any], now: float
     ) -> Indicators:
         """Current indicators of the given devices (and of their districts)."""
-        rows = np.unique(rows)
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not (rows[1:] > rows[:-1]).all():  # sorted unique: as they are
+            rows = np.unique(rows)
         out = Indicators(rows=rows)
         if len(rows) == 0:
             return out
@@ -247,31 +324,88 @@ class LiveIndicators:
         return out
 
     def _air_indicators(self, rows: _Int, out: Indicators) -> None:
-        hour = np.take(self.hour, rows, axis=0)
+        n = len(rows)
+        lo = int(rows[0])
+        contiguous = int(rows[-1]) - lo == n - 1  # sorted unique rows: a slice, no gathers
+        hour = self.hour[lo : lo + n] if contiguous else np.take(self.hour, rows, axis=0)
         newest = hour.max(axis=1)
-        recent = (hour > (newest - 24)[:, None]).astype(np.float64)  # the station's last 24 h
-        means = np.full((len(rows), len(_ISPU)), np.nan)
+        means = np.full((n, len(_ISPU)), np.nan)
         # Only pollutants some station ever reported: the others' means are NaN anyway.
-        for i in np.flatnonzero(self._reported).tolist():
-            # Bins outside the window times 0.0 (all finite): the same sums as masking them.
-            counts = np.take(self.counts[:, i, :], rows, axis=0) * recent
-            sums = np.take(self.sums[:, i, :], rows, axis=0) * recent
-            hours_with_data = np.count_nonzero(counts, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = sums.sum(axis=1) / counts.sum(axis=1)
-            means[:, i] = np.where(hours_with_data >= 18, mean, np.nan)  # 75 % of 24 hours
-        result = ispu_index({p: means[:, i] for i, p in enumerate(_ISPU)})
-        aqi = aqi_index(
-            {"pm25": means[:, _ISPU.index("pm25")], "pm10": means[:, _ISPU.index("pm10")]}
-        )
+        reported = np.flatnonzero(self._reported)
+        rated = np.zeros(0, dtype=np.intp)  # stations with some 24-hour mean
+        if len(reported):
+            recent = hour > (newest - 24)[:, None]  # the station's last 24 h
+            rated = self._air_means(rows, lo, contiguous, recent, reported, means)
+        # Only stations with a mean have an index: the others get the index of nothing.
+        pm25, pm10 = _ISPU.index("pm25"), _ISPU.index("pm10")
+        result = _index_of(ispu_index, {p: means[:, i] for i, p in enumerate(_ISPU)}, rated)
+        aqi = _index_of(aqi_index, {"pm25": means[:, pm25], "pm10": means[:, pm10]}, rated)
         out.ts = ((newest + 1) * 3600.0).astype(np.float64)  # end of the newest hour
-        out.numbers = {"ispu": result.reported, "aqi": aqi.reported}
+        out.numbers = {"ispu": result["reported"], "aqi": aqi["reported"]}
         out.labels = {
-            "ispu_category": result.category,
-            "ispu_colour": result.colour_hex,
-            "ispu_critical": result.critical,
-            "aqi_category": aqi.category,
+            "ispu_category": result["category"],
+            "ispu_colour": result["colour_hex"],
+            "ispu_critical": result["critical"],
+            "aqi_category": aqi["category"],
         }
+
+    def _air_means(
+        self,
+        rows: _Int,
+        lo: int,
+        contiguous: bool,
+        recent: npt.NDArray[np.bool_],
+        reported: _Int,
+        means: _Float,
+    ) -> _Int:
+        """24-hour means (of the stations with 18 hours of data) into `means`; those stations.
+
+        A mean counts with at least 18 of its 24 hours (75 %) reported: the sums are only
+        worked out where they are, the other means stay NaN.
+        """
+        sums, counts = self._air_bins(rows, lo, contiguous)
+        # Bins with data, and those in the window: 24 flag bytes (0 or 1) per station and
+        # pollutant as 3 words, so the masks combine 8 bins per operation.
+        has = np.not_equal(counts, 0.0, out=self._scratch("has", counts.shape, np.bool_))
+        has_words = has.view(np.uint64)
+        in_window = has_words & recent.view(np.uint64)[:, None, :]
+        enough = _byte_sums(in_window)[:, reported] >= 18  # 75 % of 24 hours
+        wanted = enough[:, 0].copy()
+        for j in range(1, len(reported)):
+            wanted |= enough[:, j]
+        need = np.flatnonzero(wanted)
+        if len(need) == 0:
+            return need
+        # Outside the window every bin counts as zero. A bin without data holds zeros
+        # already (sums and counts are reset and added together), so the plain sums are those
+        # of the masked bins, operation for operation, except for stations with data outside
+        # the window: those are masked as such.
+        outside = np.flatnonzero((has_words[need] != in_window[need]).reshape(len(need), -1))
+        stale = np.unique(outside // (3 * len(self._air)))
+        window = np.take(recent, need[stale], axis=0).astype(np.float64)
+        total = np.empty((len(need), len(reported)))
+        count = np.empty((len(need), len(reported)))
+        every = len(need) == len(rows)
+        for j, i in enumerate(reported.tolist()):
+            for bins, into in ((sums, total), (counts, count)):
+                of = bins[:, i, :] if every else bins[need, i, :]
+                if into is count:  # whole numbers: exact in any order, so einsum's (faster)
+                    into[:, j] = np.einsum("ij->i", of)
+                else:  # numpy's sum, as the 24-hour mean has always been added up
+                    into[:, j] = of.sum(axis=1)
+                if len(stale):
+                    into[stale, j] = (of[stale] * window).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / count
+        means[need[:, None], reported] = np.where(enough[need], mean, np.nan)
+        return need
+
+    def _air_bins(self, rows: _Int, lo: int, contiguous: bool) -> tuple[_Float, _Float]:
+        """The hourly sums and counts of the stations (views when the rows are a slice)."""
+        if contiguous:
+            return self.sums[lo : lo + len(rows)], self.counts[lo : lo + len(rows)]
+        # Fresh copies, not scratch: as large as the state itself for a whole fleet.
+        return np.take(self.sums, rows, axis=0), np.take(self.counts, rows, axis=0)
 
     def _flood_indicators(self, rows: _Int, facts: dict[str, _Float], out: Indicators) -> None:
         ring_ts, ring_level = self.ring_ts[rows], self.ring_level[rows]

@@ -12,6 +12,7 @@ gather or scatter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,16 +20,34 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DeviceTable", "LastReading", "OrderedBatch", "grow", "order_batch"]
+__all__ = [
+    "DeviceTable",
+    "LastReading",
+    "OrderedBatch",
+    "RowOperand",
+    "Scratch",
+    "cell_index",
+    "columns_any",
+    "differs_from",
+    "flat",
+    "grow",
+    "order_batch",
+]
 
 _Int = npt.NDArray[np.intp]
 _Float = npt.NDArray[np.float64]
 _Bool = npt.NDArray[np.bool_]
 _I64 = npt.NDArray[np.int64]
 
-# Multiplier of the polynomial hash of device ids (odd, so it mixes every code point).
-_HASH_MUL: Final = np.uint64(0x9E3779B97F4A7C15)
-_PROBES: Final = 4  # open-addressing probes tried vectorised before the dictionary fallback
+_MASK64: Final = (1 << 64) - 1
+# fmix64 (MurmurHash3's finaliser): every input bit reaches the low bits the slots are taken
+# from, so ids that differ only in their last characters do not land in adjacent slots.
+_FMIX: Final = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def _word_multiplier(j: int) -> np.uint64:
+    """The odd multiplier of the j-th 64-bit word of an id (distinct per position)."""
+    return np.uint64(((0x9E3779B97F4A7C15 * (2 * j + 1)) ^ (j * 0xBF58476D1CE4E5B9)) & _MASK64 | 1)
 
 
 def grow(array: npt.NDArray[Any], capacity: int, fill: Any) -> npt.NDArray[Any]:
@@ -39,16 +58,69 @@ def grow(array: npt.NDArray[Any], capacity: int, fill: Any) -> npt.NDArray[Any]:
     return np.concatenate([array, extra])
 
 
-def _hash_ids(ids: npt.NDArray[np.str_]) -> npt.NDArray[np.uint64]:
-    """A 64-bit polynomial hash of each fixed-width id (its UCS-4 code points)."""
+def _id_words(ids: npt.NDArray[np.str_]) -> npt.NDArray[np.uint64]:
+    """Fixed-width ids as rows of 64-bit words (two UCS-4 code points each, zero-padded).
+
+    Trailing zero code points are numpy's padding, so an id gives the same non-zero words
+    whatever the width of the array it comes in.
+    """
     width = ids.dtype.itemsize // 4
     codes = np.ascontiguousarray(ids).view(np.uint32).reshape(len(ids), width)
-    acc = np.zeros(len(ids), dtype=np.uint64)
-    for c in range(width):  # uint64 arithmetic wraps: a hash, not a number
-        acc *= _HASH_MUL
-        acc += codes[:, c]
-    acc ^= acc >> np.uint64(29)
+    if width % 2:  # an odd width: one zero code point more (the padding numpy would add)
+        padded = np.zeros((len(ids), width + 1), dtype=np.uint32)
+        padded[:, :width] = codes
+        codes = padded
+    return codes.view(np.uint64)
+
+
+def _hash_words(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash per row of words; zero words add nothing, so padding does not matter."""
+    acc = np.zeros(len(words), dtype=np.uint64)
+    term = np.empty(len(words), dtype=np.uint64)
+    for j in range(words.shape[1]):  # uint64 arithmetic wraps: a hash, not a number
+        np.multiply(words[:, j], _word_multiplier(j), out=term)
+        acc += term
+    for mul in _FMIX:
+        acc ^= acc >> np.uint64(33)
+        acc *= mul
+    acc ^= acc >> np.uint64(33)
     return acc
+
+
+def differs_from(ids: npt.NDArray[Any], at: _Int) -> _Bool:
+    """Whether each id differs from the id at position `at[i]` of the same array.
+
+    Fixed-width strings compare as their code points, all at once (numpy's own string
+    comparison is several times slower); differences are few, so their rows are found from
+    the differing code points.
+    """
+    if ids.dtype.kind != "U":
+        result: _Bool = np.asarray(ids != ids[at], dtype=np.bool_)
+        return result
+    width = ids.dtype.itemsize // 4
+    codes = np.ascontiguousarray(ids).view(np.uint32).reshape(len(ids), width)
+    differ = np.zeros(len(ids), dtype=np.bool_)
+    differ[np.flatnonzero(codes != np.take(codes, at, axis=0)) // max(width, 1)] = True
+    return differ
+
+
+def _rows_all(mask: _Bool) -> _Bool:
+    """Per row of a C-contiguous 2-D mask, whether all entries are set.
+
+    A row's flag bytes read as one or a few integers compare at once: numpy's all(axis=1)
+    over short rows is several times slower.
+    """
+    width = mask.shape[1]
+    if width == 0:
+        return np.ones(len(mask), dtype=np.bool_)
+    size = next(k for k in (8, 4, 2, 1) if width % k == 0)
+    kind = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}[size]
+    ones = kind(int.from_bytes(b"\x01" * size, "little"))
+    chunks = np.ascontiguousarray(mask).view(kind)
+    result: _Bool = chunks[:, 0] == ones
+    for j in range(1, chunks.shape[1]):
+        result &= chunks[:, j] == ones
+    return result
 
 
 class DeviceTable:
@@ -57,12 +129,13 @@ class DeviceTable:
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self._rows: dict[str, int] = {}
         self._ids: list[str] = []
-        # Vectorised lookup: an open-addressing table of id hashes -> row + 1 (0: empty), and
-        # the ids as one array to check a hit against the real id (hashes can collide).
-        self._slots_hash = np.zeros(0, dtype=np.uint64)
-        self._slots_row = np.zeros(0, dtype=np.intp)
-        self._id_array = np.zeros(0, dtype=str)
-        self._indexed = 0  # rows [0, _indexed) are in the hash table and _id_array
+        # Vectorised lookup: an open-addressing table (linear probing, load under a half) of
+        # id hashes -> row + 1 (0: empty), and every indexed id as 64-bit words to check a hit
+        # against the real id (hashes can collide).
+        # One (hash, row + 1) pair per slot: a lookup reads one cache line, not two.
+        self._slots = np.zeros((0, 2), dtype=np.uint64)
+        self._words = np.zeros((0, 0), dtype=np.uint64)
+        self._indexed = 0  # rows [0, _indexed) are in the hash table and _words
         for device_id in ids:
             self.row(device_id)
 
@@ -89,16 +162,35 @@ class DeviceTable:
         if ids.dtype.kind != "U" or len(ids) == 0:
             return self._rows_by_dict(ids)
         ids = ids.reshape(-1)
-        hashes = _hash_ids(ids)
-        rows = self._lookup(hashes)
-        found = rows >= 0
-        # A hit must be the very id: compare the strings (cheap next to a Python loop).
-        found[found] = self._id_array[rows[found]] == ids[found]
+        words = _id_words(ids)
+        rows = self._lookup(_hash_words(words))
+        # A hit must be the very id: compare its words (cheap next to a Python loop).
+        found = self._same_ids(rows, words)
         if not found.all():
             missing = ~found
             rows[missing] = self._rows_by_dict(ids[missing])
             self._index()
         return rows
+
+    def _same_ids(self, rows: _Int, words: npt.NDArray[np.uint64]) -> _Bool:
+        """Whether each row (-1: none) holds the id given as `words`."""
+        found = rows >= 0
+        if len(self._words) == 0:
+            return found
+        stored = np.take(self._words, rows if found.all() else np.where(found, rows, 0), axis=0)
+        width = stored.shape[1]
+        if width == words.shape[1]:
+            found &= _rows_all(np.equal(stored, words))
+            return found
+        for j in range(max(width, words.shape[1])):
+            # A word only one side has must be zero padding on the other.
+            if j >= words.shape[1]:
+                found &= stored[:, j] == 0
+            elif j >= width:
+                found &= words[:, j] == 0
+            else:
+                found &= stored[:, j] == words[:, j]
+        return found
 
     def _rows_by_dict(self, ids: npt.NDArray[Any]) -> _Int:
         """Rows by one dictionary lookup per distinct id (adds new ids)."""
@@ -110,21 +202,26 @@ class DeviceTable:
 
     def _lookup(self, hashes: npt.NDArray[np.uint64]) -> _Int:
         """Rows of hashes found in the table, -1 elsewhere."""
-        rows = np.full(len(hashes), -1, dtype=np.intp)
-        size = len(self._slots_hash)
+        size = len(self._slots)
         if size == 0:
-            return rows
-        mask = np.uint64(size - 1)
-        slot = (hashes & mask).astype(np.intp)
-        pending = np.arange(len(hashes))
-        for _ in range(_PROBES):
-            row = self._slots_row[slot]
-            hit = (row > 0) & (self._slots_hash[slot] == hashes[pending])
+            return np.full(len(hashes), -1, dtype=np.intp)
+        slot = (hashes & np.uint64(size - 1)).astype(np.intp)
+        entry = np.take(self._slots, slot, axis=0)
+        row = entry[:, 1].astype(np.intp)
+        hit = entry[:, 0] == hashes
+        rows = row - 1  # -1 for an empty slot: not in the table
+        # An occupied slot of another id: probe the next one (few do at a load under a half).
+        pending = np.flatnonzero(~hit & (row > 0))
+        rows[pending] = -1
+        slot = slot[pending]
+        while len(pending):
+            slot = (slot + 1) & (size - 1)
+            entry = np.take(self._slots, slot, axis=0)
+            row = entry[:, 1].astype(np.intp)
+            hit = (row > 0) & (entry[:, 0] == hashes[pending])
             rows[pending[hit]] = row[hit] - 1
-            more = ~hit & (row > 0)  # an occupied slot of another id: probe the next one
-            pending, slot = pending[more], (slot[more] + 1) & (size - 1)
-            if len(pending) == 0:
-                break
+            more = ~hit & (row > 0)
+            pending, slot = pending[more], slot[more]
         return rows
 
     def _index(self) -> None:
@@ -132,28 +229,105 @@ class DeviceTable:
         n = len(self._ids)
         if n == self._indexed:
             return
-        self._id_array = np.array(self._ids, dtype=str)
-        size = len(self._slots_hash)
+        self._words = _id_words(np.array(self._ids, dtype=str))
+        size = len(self._slots)
         start = self._indexed
-        if 2 * n > size:  # keep the load under a half: few probes
+        if 2 * n > size:  # keep the load under a half: few probes, and always an empty slot
             size = max(64, 1 << (4 * n - 1).bit_length())
-            self._slots_hash = np.zeros(size, dtype=np.uint64)
-            self._slots_row = np.zeros(size, dtype=np.intp)
+            self._slots = np.zeros((size, 2), dtype=np.uint64)
             start = 0
-        hashes = _hash_ids(self._id_array[start:n])
-        table_hash, table_row = self._slots_hash, self._slots_row
+        hashes = _hash_words(self._words[start:n])
+        # Filled in Python (once per new id), then stored at once.
+        occupied = (self._slots[:, 1] != 0).tolist()
+        slots, entries = [], []
         for row, h in zip(range(start, n), hashes.tolist(), strict=True):
             slot = h & (size - 1)
-            for _ in range(_PROBES):  # an id whose probes are all taken stays dictionary-only
-                if table_row[slot] == 0:
-                    table_hash[slot], table_row[slot] = h, row + 1
-                    break
+            while occupied[slot]:
                 slot = (slot + 1) & (size - 1)
+            occupied[slot] = True
+            slots.append(slot)
+            entries.append((h, row + 1))
+        if slots:
+            self._slots[slots] = np.array(entries, dtype=np.uint64)
         self._indexed = n
 
     def device_id(self, row: int) -> str:
         """The id of a row."""
         return self._ids[row]
+
+
+def cell_index(rows: _Int, columns: _Int, width: int) -> _Int:
+    """Flat positions of the cells (rows x columns) in a C-ordered (devices x width) array."""
+    cells: _Int = rows[:, None] * width + columns
+    return cells
+
+
+def flat(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A 1-D view of a C-contiguous state array (ValueError rather than a silent copy)."""
+    if not array.flags.c_contiguous:
+        raise ValueError("state arrays are C-contiguous: a reshaped copy would lose writes")
+    return array.reshape(-1)
+
+
+def columns_any(mask: _Bool) -> _Bool:
+    """Per column of a 2-D mask, whether any entry is set.
+
+    One column at a time: numpy's any(axis=0) walks a narrow C-ordered mask row by row,
+    an order of magnitude slower.
+    """
+    return np.array([bool(mask[:, j].any()) for j in range(mask.shape[1])], dtype=np.bool_)
+
+
+class RowOperand:
+    """A per-column row (bounds, limits) to combine with (rows x columns) arrays quickly.
+
+    numpy broadcasts a short row with one inner loop per row of the other operand, several
+    times slower than an operation on two arrays of one shape; this combines chunk by chunk
+    with a tiled copy of the row instead (a row of one repeated value is just a scalar).
+    """
+
+    _CHUNK = 2048  # rows per operation: the tile stays in cache
+
+    def __init__(self, row: npt.ArrayLike) -> None:
+        self.row = np.asarray(row)
+        self._scalar = len(self.row) > 0 and bool((self.row == self.row[0]).all())
+        self._tile = np.tile(self.row, (self._CHUNK, 1))
+
+    def apply(self, ufunc: np.ufunc, values: npt.NDArray[Any], out: npt.NDArray[Any]) -> None:
+        """Write ufunc(values, row) into `out`, for every row of `values`."""
+        if self._scalar:
+            ufunc(values, self.row[0], out=out)
+            return
+        chunk = self._CHUNK
+        for lo in range(0, len(values), chunk):
+            hi = min(lo + chunk, len(values))
+            ufunc(values[lo:hi], self._tile[: hi - lo], out=out[lo:hi])
+
+
+class Scratch:
+    """Named buffers reused from batch to batch, for arrays that live only within one batch.
+
+    A fresh array of a few megabytes costs page faults on its first writes (the allocator
+    hands large freed blocks back to the system), as much as a few passes over it; reused
+    buffers are already mapped. A buffer is valid until the same name is asked for again:
+    nothing taken from one may outlive the call that took it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+
+    def __call__(
+        self, name: str, shape: tuple[int, ...], dtype: npt.DTypeLike = np.float64
+    ) -> npt.NDArray[Any]:
+        """An uninitialised C-contiguous array of `shape` in the buffer `name`."""
+        size = math.prod(shape)
+        kind = np.dtype(dtype)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.dtype != kind or buffer.size < size:
+            # Some headroom: batch sizes vary a little, and a regrown buffer is fresh memory.
+            buffer = np.empty(size + size // 4, dtype=kind)
+            self._buffers[name] = buffer
+        return buffer[:size].reshape(shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,59 +357,87 @@ def order_batch(rows: _Int, ts: _Float, last_ts: _Float) -> OrderedBatch:
     or a late arrival: sequential state must not move for it. Of repeats within the batch the
     first delivered is kept.
     """
-    n = len(rows)
     # Time first (unstable is fine: repeats are resolved below), then a stable sort by row;
     # rows are dense, so a 16/32-bit key lets numpy use its faster integer sorts.
-    by_time = np.argsort(ts)
-    key = rows[by_time]
+    # (np.take: faster than fancy indexing for 1-D gathers.)
+    small: npt.NDArray[Any] = rows
     if len(last_ts) < 1 << 16:
-        key = key.astype(np.uint16)
+        small = rows.astype(np.uint16)
     elif len(last_ts) < 1 << 31:
-        key = key.astype(np.uint32)
-    order = by_time[np.argsort(key, kind="stable")]
-    r, t = rows[order], ts[order]
+        small = rows.astype(np.uint32)
+    by_time = np.argsort(ts)
+    key = np.take(small, by_time)
+    by_row = np.argsort(key, kind="stable")
+    order = np.take(by_time, by_row)
+    r, t = np.take(key, by_row), np.take(ts, order)  # rows (as the small key) and times
     with np.errstate(invalid="ignore"):
-        fresh = ~(t <= last_ts[r])  # NaN last_ts (never seen) is fresh
-    new_run = np.ones(n, dtype=np.bool_)
-    new_run[1:] = (r[1:] != r[:-1]) | (t[1:] != t[:-1])
-    if not new_run.all():  # repeats: keep the first delivered of each (device, time)
-        starts = np.flatnonzero(new_run)
-        order = np.minimum.reduceat(order, starts) if n else order
-        r, fresh = r[starts], fresh[starts]
-    kept = order[fresh]
-    kept_rows = r[fresh]
+        keep = ~(t <= np.take(last_ts, r))  # NaN last_ts (never seen) is fresh
+    repeat = (r[1:] == r[:-1]) & (t[1:] == t[:-1])  # position i + 1 repeats position i
+    if repeat.any():
+        _first_delivered(order, np.flatnonzero(repeat) + 1)
+        keep[1:] &= ~repeat
+    kept = order[keep]
+    kept_rows = r[keep]
     k = len(kept)
     if k == 0:
         empty = np.zeros(0, dtype=np.intp)
         return OrderedBatch(empty, empty, [0], empty, empty, empty)
-    starts = np.flatnonzero(np.r_[True, kept_rows[1:] != kept_rows[:-1]])
+    new_row = np.empty(k, dtype=np.bool_)
+    new_row[0] = True
+    np.not_equal(kept_rows[1:], kept_rows[:-1], out=new_row[1:])
+    starts = np.flatnonzero(new_row)
     counts = np.diff(np.r_[starts, k])
-    rank = np.arange(k) - np.repeat(starts, counts)
-    # Groups by count, most first (stable: equal counts keep device order).
+    groups = len(starts)
+    positions = np.arange(k)
     if counts.min() == counts.max():
-        by_count = np.arange(len(starts))
-        group_of_start = by_count
-    else:
-        by_count = np.argsort(-counts, kind="stable")
-        group_of_start = np.empty_like(by_count)
-        group_of_start[by_count] = np.arange(len(by_count))
+        # Every device brings as many readings (the usual live batch): the round-major layout
+        # is the transpose of the device-major one, with no sorting or scattering.
+        c = int(counts[0])
+        index = kept.reshape(groups, c).T.ravel()
+        prev = positions - groups
+        prev[:groups] = -1
+        return OrderedBatch(
+            index,
+            kept_rows[starts].astype(np.intp),
+            list(range(0, k + 1, groups)),
+            np.tile(np.arange(groups), c),
+            prev,
+            positions[k - groups :],
+        )
+    rank = positions - np.repeat(starts, counts)
+    # Groups by count, most first (stable: equal counts keep device order).
+    by_count = np.argsort(-counts, kind="stable")
+    group_of_start = np.empty_like(by_count)
+    group_of_start[by_count] = np.arange(groups)
     counts_sorted = counts[by_count]
     # Round k holds the groups with more than k readings: a prefix of the groups.
-    sizes = len(counts) - np.searchsorted(counts_sorted[::-1], np.arange(counts_sorted[0]), "right")
+    sizes = groups - np.searchsorted(counts_sorted[::-1], np.arange(counts_sorted[0]), "right")
     bounds = np.r_[0, np.cumsum(sizes)]
-    group = np.repeat(group_of_start, counts)
-    position = bounds[rank] + group
     index = np.empty(k, dtype=np.intp)
-    index[position] = kept
-    by_position = np.empty(k, dtype=np.intp)
-    by_position[position] = group
-    prev = np.full(k, -1, dtype=np.intp)
-    later = position[rank > 0]
-    prev[later] = later - sizes[rank[rank > 0] - 1]
-    last = bounds[counts_sorted - 1] + np.arange(len(counts_sorted))
-    return OrderedBatch(
-        index, kept_rows[starts][by_count], bounds.tolist(), by_position, prev, last
-    )
+    index[bounds[rank] + np.repeat(group_of_start, counts)] = kept
+    # Round j's positions hold groups 0..sizes[j]-1; a group's previous reading is one round
+    # (sizes[j - 1] positions) back.
+    group = positions - np.repeat(bounds[:-1], sizes)
+    prev = positions - np.repeat(np.r_[0, sizes[:-1]], sizes)
+    prev[: sizes[0]] = -1
+    last = bounds[counts_sorted - 1] + np.arange(groups)
+    rows_of_groups = kept_rows[starts][by_count].astype(np.intp)
+    return OrderedBatch(index, rows_of_groups, bounds.tolist(), group, prev, last)
+
+
+def _first_delivered(order: _Int, repeats: _Int) -> None:
+    """Fold each run of repeats into its first position: the earliest delivered (in place).
+
+    `repeats` are the positions (sorted) that repeat the previous position's (device, time).
+    Runs are folded from their ends backwards, one step for all runs at once.
+    """
+    is_repeat = np.zeros(len(order) + 1, dtype=np.bool_)
+    is_repeat[repeats] = True
+    ends = repeats[~is_repeat[repeats + 1]]
+    while len(ends):
+        order[ends - 1] = np.minimum(order[ends - 1], order[ends])
+        ends = ends - 1
+        ends = ends[is_repeat[ends]]
 
 
 class LastReading:
@@ -252,6 +454,7 @@ class LastReading:
         self.value = np.full((0, n_fields), np.nan)
         self.ts = np.full((0, n_fields), np.nan)
         self.ref = np.full((0, n_fields), -1, dtype=np.int64)
+        self._scratch = Scratch()
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
@@ -262,26 +465,52 @@ class LastReading:
     def advance(
         self,
         order: OrderedBatch,
-        columns: _Int,
+        cells: _Int,
         ts: _Float,
         values: _Float,
         present: _Bool,
         ref: _I64,
     ) -> tuple[_Float, _Float, _I64]:
-        """Each reading's previous usable (value, ts, ref) per field; learn the batch."""
-        rows = order.rows
-        cells = np.ix_(rows, columns)
-        value, when, which = self.value[cells], self.ts[cells], self.ref[cells]
-        last = np.empty_like(values)
-        last_ts = np.empty_like(values)
-        last_ref = np.empty(values.shape, dtype=np.int64)
-        ts2 = np.broadcast_to(ts[:, None], values.shape)
-        ref2 = np.broadcast_to(ref[:, None], values.shape)
-        for lo, hi in zip(order.bounds[:-1], order.bounds[1:], strict=True):
-            n, here = hi - lo, present[lo:hi]
-            last[lo:hi], last_ts[lo:hi], last_ref[lo:hi] = value[:n], when[:n], which[:n]
-            np.copyto(value[:n], values[lo:hi], where=here)
-            np.copyto(when[:n], ts2[lo:hi], where=here)
-            np.copyto(which[:n], ref2[lo:hi], where=here)
-        self.value[cells], self.ts[cells], self.ref[cells] = value, when, which
+        """Each reading's previous usable (value, ts, ref) per field; learn the batch.
+
+        `cells` are the flat positions (groups x fields, see `cell_index`) of the batch's
+        fields in the state arrays.
+        """
+        shape = values.shape
+        last = self._scratch("value", shape)
+        last_ts = self._scratch("ts", shape)
+        last_ref = self._scratch("ref", shape, np.int64)
+        bounds = order.bounds
+        # Round 0 continues from the stored state; round k from round k - 1, whose first
+        # n_k positions are the same groups: the previous reading is one round back, a slice.
+        first = bounds[1]
+        last[:first] = np.take(self.value, cells)
+        last_ts[:first] = np.take(self.ts, cells)
+        last_ref[:first] = np.take(self.ref, cells)
+        ts2, ref2 = ts[:, None], ref[:, None]
+        for k in range(1, len(bounds) - 1):
+            lo, hi = bounds[k], bounds[k + 1]
+            src = slice(bounds[k - 1], bounds[k - 1] + hi - lo)
+            here = present[src]
+            if here.all():  # the usual case: plain copies, no masked selects
+                last[lo:hi], last_ts[lo:hi], last_ref[lo:hi] = values[src], ts2[src], ref2[src]
+            else:  # the previous reading's, where it had a usable value
+                last[lo:hi], last_ts[lo:hi] = last[src], last_ts[src]
+                last_ref[lo:hi] = last_ref[src]
+                np.copyto(last[lo:hi], values[src], where=here)
+                np.copyto(last_ts[lo:hi], ts2[src], where=here)
+                np.copyto(last_ref[lo:hi], ref2[src], where=here)
+        # The state after each group's last reading.
+        newest = order.last
+        here = np.take(present, newest, axis=0)
+        flat_cells = cells.reshape(-1)
+        after = np.take(last, newest, axis=0)
+        np.copyto(after, np.take(values, newest, axis=0), where=here)
+        flat(self.value)[flat_cells] = after.reshape(-1)
+        after = np.take(last_ts, newest, axis=0)
+        np.copyto(after, ts2[newest], where=here)
+        flat(self.ts)[flat_cells] = after.reshape(-1)
+        after_ref = np.take(last_ref, newest, axis=0)
+        np.copyto(after_ref, ref2[newest], where=here)
+        flat(self.ref)[flat_cells] = after_ref.reshape(-1)
         return last, last_ts, last_ref

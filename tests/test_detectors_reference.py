@@ -228,3 +228,75 @@ def test_devices_added_later_get_their_registry_facts_also_after_a_restore() -> 
             row = target.table.row(name)
             assert target.device_facts["interval_s"][row] == facts[name].interval_s
             assert target.silence.known[row] == facts[name].interval_s
+
+
+def assert_live_path_reports_the_flagged(kind: str, batches_: list) -> set[str]:
+    """report_all=False (the live path) judges only candidate cells: it must give the flagged
+    findings of report_all=True, field for field, and learn the same state."""
+    every, live = KindProcessor(CATALOG[kind]), KindProcessor(CATALOG[kind], report_all=False)
+    seen = set()
+    for ids, ts, values, present in batches_:
+        args = (np.array(ids), np.array(ts), np.array(values, dtype=np.float64), np.array(present))
+        for full, flagged in zip(every.process(*args), live.process(*args), strict=True):
+            expected = full.flagged()
+            assert flagged.detector == expected.detector
+            for name in ("ref", "row", "field", "ts", "value", "score", "flag"):
+                np.testing.assert_array_equal(getattr(flagged, name), getattr(expected, name))
+            if len(flagged):
+                seen.add(flagged.detector)
+    one, other = every.snapshot(), live.snapshot()
+    assert one.keys() == other.keys()
+    for key in one:
+        assert np.array_equal(one[key], other[key], equal_nan=one[key].dtype.kind == "f"), key
+    return seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches())
+def test_live_path_reports_exactly_the_flagged_findings(case) -> None:
+    assert_live_path_reports_the_flagged(*case)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_live_path_reports_exactly_the_flagged_findings_of_long_series(kind: str) -> None:
+    # Long enough for every detector to warm up and flag: quantised values that repeat (runs
+    # learned), a sensor that freezes, spikes, fast jumps, gaps, missing fields, redeliveries
+    # and devices with unequal numbers of readings per batch.
+    rng = np.random.default_rng(11)
+    m = len(CATALOG[kind].fields)
+    out = []
+    for k in range(40):
+        ids = np.array([f"d{i}" for i in range(8) for _ in range(1 + (i + k) % 4)])
+        ts = 1e9 + k * 3600.0 + rng.integers(0, 12, len(ids)) * 300.0
+        values = np.round(rng.normal(40, 1.5, (len(ids), m)), 0)
+        values[ids == "d1"] = 41.0 if k > 25 else values[ids == "d1"]
+        values[(ids == "d2")[:, None] & (rng.random((len(ids), m)) < 0.1)] *= 6
+        values[(ids == "d3")[:, None] & (rng.random((len(ids), m)) < 0.1)] += 500
+        present = rng.random((len(ids), m)) < 0.95
+        keep = rng.random(len(ids)) < (0.2 if k % 9 == 4 else 1.0)  # some hours nearly silent
+        order = np.r_[rng.permutation(np.flatnonzero(keep)), np.flatnonzero(keep)[:2]]
+        out.append((ids[order], ts[order], values[order], present[order]))
+    seen = assert_live_path_reports_the_flagged(kind, out)
+    assert {"spike", "stuck", "rate_of_change", "dropout"} <= seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.text("ab-0é", min_size=1, max_size=9), min_size=0, max_size=30),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_device_table_rows_are_those_of_a_dictionary(calls: list[list[str]]) -> None:
+    # Vectorised lookups (ids of any width, odd or even, wider or narrower than the table's)
+    # give every id the row a plain dictionary would, new ids numbered in sorted order.
+    from processors.state import DeviceTable
+
+    table, expected = DeviceTable(), {}
+    for ids in calls:
+        for name in sorted(set(ids) - set(expected)):
+            expected[name] = len(expected)
+        rows = table.rows(np.array(ids, dtype=str))
+        assert rows.tolist() == [expected[name] for name in ids]
+    assert table.ids == list(expected)

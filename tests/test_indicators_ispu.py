@@ -337,3 +337,69 @@ def test_rolling_mean_matches_reference(
         min_coverage=min_coverage,
     )
     np.testing.assert_allclose(fast, ref, rtol=1e-9, atol=1e-7, equal_nan=True)
+
+
+# --- the live 24-hour means of a detector bank ------------------------------------------------
+
+
+def test_live_air_indicators_are_the_24_hour_means_of_the_readings() -> None:
+    # Stations report a few times an hour, skip hours (bins older than a day stay behind in
+    # the hourly ring), miss pollutants and come in batches of several hours, shuffled. The
+    # live ISPU and AQI must be those of the plain 24-hour means of every reading processed:
+    # the station's newest hour and the 23 before it, a mean only with 18 of them reported.
+    # Values are halves, so every sum is exact whatever the order of the additions.
+    from processors.bank import KindProcessor
+    from processors.catalog import CATALOG
+    from processors.indicators.aqi import aqi_index
+
+    spec = CATALOG["air_quality"]
+    pollutants = [p for p in ISPU_POLLUTANTS if p != "hc"]  # hc: never reported
+    columns = [spec.column(p) for p in pollutants]
+    rng = np.random.default_rng(21)
+    bank = KindProcessor(spec, report_all=False)
+    seen: list[tuple[int, float, np.ndarray, np.ndarray]] = []  # station, ts, values, present
+    hour = 0
+    while hour < 70:
+        span = int(rng.integers(1, 5))
+        ids, ts, values, present = [], [], [], []
+        for station in range(12):
+            reports = rng.random() < (0.95 if station < 8 else 0.6)  # 8-11: often silent
+            for h in range(hour, hour + span):
+                for minute in rng.choice(60, int(rng.integers(0, 4)) if reports else 0, False):
+                    row = np.full(len(spec.fields), np.nan)
+                    row[columns] = rng.integers(0, 800, len(columns)) / 2
+                    here = np.zeros(len(spec.fields), dtype=np.bool_)
+                    here[columns] = rng.random(len(columns)) < 0.85
+                    ids.append(f"s{station}")
+                    ts.append(1.7e9 + h * 3600.0 + float(minute) * 60.0)
+                    values.append(row)
+                    present.append(here)
+                    seen.append((station, ts[-1], row, here))
+        hour += span
+        if not ids:
+            continue
+        order = rng.permutation(len(ids))
+        bank.process(
+            np.array(ids)[order],
+            np.array(ts)[order],
+            np.array(values)[order],
+            np.array(present)[order],
+        )
+        out = bank.indicators(0.0)
+        means = {p: np.full(len(out.rows), np.nan) for p in ISPU_POLLUTANTS}
+        for k, row in enumerate(out.rows.tolist()):
+            station = int(bank.device_id(row)[1:])
+            mine = [(t, v, h) for s, t, v, h in seen if s == station]
+            newest = max(math.floor(t / 3600.0) for t, _, _ in mine)
+            window = [(t, v, h) for t, v, h in mine if math.floor(t / 3600.0) > newest - 24]
+            for p, column in zip(pollutants, columns, strict=True):
+                got = [(math.floor(t / 3600.0), v[column]) for t, v, h in window if h[column]]
+                if len({hr for hr, _ in got}) >= 18:
+                    means[p][k] = sum(x for _, x in got) / len(got)
+        ispu = ispu_index(means)
+        aqi = aqi_index({"pm25": means["pm25"], "pm10": means["pm10"]})
+        np.testing.assert_array_equal(out.numbers["ispu"], ispu.reported)
+        np.testing.assert_array_equal(out.numbers["aqi"], aqi.reported)
+        assert out.labels["ispu_critical"].tolist() == ispu.critical.tolist()
+        assert out.labels["ispu_category"].tolist() == ispu.category.tolist()
+        assert out.labels["aqi_category"].tolist() == aqi.category.tolist()

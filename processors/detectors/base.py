@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from processors.state import OrderedBatch
 
-__all__ = ["BatchView", "Findings"]
+__all__ = ["BatchView", "Findings", "split_cells"]
 
 _Int = npt.NDArray[np.intp]
 _Float = npt.NDArray[np.float64]
@@ -96,6 +96,7 @@ class BatchView:
     ts: _Float
     ref: npt.NDArray[np.int64]  # the caller's numbering of each reading
     columns: _Int
+    cells: _Int  # (groups x a) flat positions of the groups' carried fields in state arrays
     values: _Float
     present: _Bool
     last: _Float  # the field's previous usable value on the device (NaN: none yet)
@@ -105,7 +106,7 @@ class BatchView:
     def findings(
         self,
         detector: str,
-        cell: tuple[_Int, ...],
+        flat: _Int,
         score: _Float,
         flag: _Bool,
         *,
@@ -113,19 +114,28 @@ class BatchView:
         value: _Float | None = None,
         ref: npt.NDArray[np.int64] | None = None,
     ) -> Findings:
-        """Findings for the (reading, field) cells `cell`; score and flag are per cell already.
+        """Findings for the cells at `flat` positions of the (K x a) arrays; score, flag per cell.
 
         ts, value and ref default to the reading's own; give them per cell to report another
         reading (the spike detector reports the middle of its window).
         """
-        i, c = cell
+        i, c = split_cells(flat, len(self.columns))
         return Findings(
             detector,
-            self.ref[i] if ref is None else ref,
-            self.rows[i],
-            self.columns[c].astype(np.intp),
-            self.ts[i] if ts is None else ts,
-            self.values[i, c] if value is None else value,
+            np.take(self.ref, i) if ref is None else ref,
+            np.take(self.rows, i),
+            np.take(self.columns, c).astype(np.intp, copy=False),
+            np.take(self.ts, i) if ts is None else ts,
+            np.take(self.values, flat) if value is None else value,
             score,
             flag,
         )
+
+
+def split_cells(flat: _Int, width: int) -> tuple[_Int, _Int]:
+    """Row and column of flat positions in a (rows x width) array.
+
+    Floor division by a scalar is several times faster in numpy than divmod or modulo.
+    """
+    row = flat // max(width, 1)
+    return row, flat - row * width

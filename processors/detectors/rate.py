@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from processors.detectors.base import BatchView, Findings
-from processors.state import grow
+from processors.detectors.base import BatchView, Findings, split_cells
+from processors.state import RowOperand, Scratch, grow
 
 __all__ = ["RateDetector"]
 
@@ -42,6 +42,7 @@ class RateDetector:
         self.rain_mm = rain_mm
         self.rain = np.zeros(0)
         self.rain_ts = np.full(0, np.nan)
+        self._scratch = Scratch()
 
     def ensure(self, capacity: int) -> None:
         """Make room for `capacity` devices."""
@@ -57,30 +58,49 @@ class RateDetector:
         detector is not rain-aware).
         """
         values, last = batch.values, batch.last
+        shape = values.shape
         limit = self.max_rate_per_h[batch.columns]
         with np.errstate(invalid="ignore", divide="ignore"):
-            hours = (batch.ts[:, None] - batch.last_ts) / 3600.0
-            rate = np.abs(values - last) / hours
+            hours = np.subtract(batch.ts[:, None], batch.last_ts, out=self._scratch("hours", shape))
+            hours /= 3600.0
+            rate = np.subtract(values, last, out=self._scratch("rate", shape))
+            np.abs(rate, out=rate)
+            rate /= hours
+            fast = self._scratch("fast", shape, np.bool_)
+            RowOperand(limit).apply(np.greater, rate, fast)
+        rain_aware = self.rain_field is not None and self.rise_field is not None
+        rain = self._rain(batch, rain_mm) if rain_aware else None  # moves with every reading
+        if self.report_all:
             # NaN (no usable value now or before) compares False: not judged.
-            judged = hours > 0
-            judged &= values == values
-            judged &= last == last
-            fast = judged & (rate > limit)
-        flood = np.zeros_like(fast)
-        if self.rain_field is not None and self.rise_field is not None:
-            rain = self._rain(batch, rain_mm)  # the rain memory moves with every reading
-            for j in np.flatnonzero(batch.columns == self.rise_field).tolist():
-                flood[:, j] = fast[:, j] & (values[:, j] > last[:, j]) & (rain >= self.rain_mm)
-        bad = fast & ~flood
-        cell = np.nonzero(judged if self.report_all else bad)
+            with np.errstate(invalid="ignore"):
+                judged = hours > 0
+                judged &= values == values
+                judged &= last == last
+            at = np.flatnonzero(judged)
+            fast_at = np.take(fast, at)
+        else:
+            # A fast change needs a usable value now and before (else the rate is NaN): judge
+            # only the fast cells.
+            at = np.flatnonzero(fast)
+            fast_at = np.take(hours, at) > 0
+            at = at[fast_at]
+            fast_at = fast_at[fast_at]
+        i, c = split_cells(at, len(limit))
+        flood_at = np.zeros(len(at), dtype=np.bool_)
+        if rain is not None:
+            rise = np.take(values, at) > np.take(last, at)
+            flood_at = fast_at & (np.take(batch.columns, c) == self.rise_field) & rise
+            flood_at &= np.take(rain, i) >= self.rain_mm
         with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.clip(rate[cell] / (2.0 * limit[cell[1]]), 0.0, 1.0)
-        rate_findings = batch.findings(self.name, cell, score, bad[cell])
-        cell = np.nonzero(flood)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.clip(rate[cell] / (2.0 * limit[cell[1]]), 0.0, 1.0)
+            score = np.take(rate, at) / (2.0 * np.take(limit, c))
+        np.clip(score, 0.0, 1.0, out=score)
+        bad = fast_at & ~flood_at
+        if self.report_all or bad.all():
+            rate_findings = batch.findings(self.name, at, score, bad)
+        else:
+            rate_findings = batch.findings(self.name, at[bad], score[bad], bad[bad])
         flood_findings = batch.findings(
-            "flood_rise", cell, score, np.ones(len(cell[0]), dtype=np.bool_)
+            "flood_rise", at[flood_at], score[flood_at], np.ones(int(flood_at.sum()), np.bool_)
         )
         return rate_findings, flood_findings
 

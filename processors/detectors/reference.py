@@ -274,8 +274,10 @@ class ReferenceDrift:
         min_stations: int = 3,
         max_lag_s: float = 3 * 3600.0,
         floor: float = 0.05,
+        winsor: float = 8.0,
     ) -> None:
         self.spec = spec
+        self.winsor = winsor
         self.threshold = threshold
         self.fast = fast
         self.slow = slow
@@ -286,6 +288,7 @@ class ReferenceDrift:
         self.floor = floor
         self.last_ts: dict[str, float] = {}
         self.district: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}  # district -> its devices
         self.cells: dict[tuple[str, int], _DriftCell] = {}
 
     def process(
@@ -299,7 +302,10 @@ class ReferenceDrift:
         """Judge a batch: round k holds each device's k-th new reading, in time order."""
         if districts is not None:
             for device, name in zip(device_ids, districts, strict=True):
+                if device in self.district:
+                    self.members[self.district[device]].discard(device)
                 self.district[device] = name
+                self.members.setdefault(name, set()).add(device)
         order = sorted(range(len(ts)), key=lambda i: (device_ids[i], ts[i]))
         rounds: list[list[int]] = []
         rank: dict[str, int] = {}
@@ -365,7 +371,15 @@ class ReferenceDrift:
                 r = None
                 if zij is not None and median is not None and count >= self.min_stations:
                     r = zij - median
-                    cell.fast = r if cell.fast is None else cell.fast + self.fast * (r - cell.fast)
+                    clipped = r
+                    if cell.base is not None and cell.r_spread is not None:
+                        reach = self.winsor * max(cell.r_spread, self.floor)
+                        clipped = min(max(r, cell.base - reach), cell.base + reach)
+                    cell.fast = (
+                        clipped
+                        if cell.fast is None
+                        else cell.fast + self.fast * (clipped - cell.fast)
+                    )
                 departure = 0.0
                 judged = (
                     r is not None and cell.r_learned >= self.warmup and cell.r_spread is not None
@@ -395,8 +409,8 @@ class ReferenceDrift:
             return None, 0
         latest = [
             cell
-            for (device, field_j), cell in self.cells.items()
-            if field_j == j and cell.z is not None and self.district.get(device) == district
+            for device in self.members.get(district, ())
+            if (cell := self.cells.get((device, j))) is not None and cell.z is not None
         ]
         if not latest:
             return None, 0

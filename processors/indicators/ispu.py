@@ -164,18 +164,24 @@ def combine_subindices(
     stack = np.stack([subindices[p] for p in names])
     present = ~np.isnan(stack)
     any_present = present.any(axis=0)
-    # argmax over -inf in place of NaN: nanargmax raises on stations with nothing measured.
-    best = np.argmax(np.where(present, stack, -np.inf), axis=0)
+    # The first highest sub-index, -inf in place of NaN (what argmax over axis 0 gives, but
+    # one pass per pollutant: numpy's argmax across a short first axis is several times
+    # slower). From the last pollutant to the first, so the first of equal ones stays.
+    filled = np.where(present, stack, -np.inf)
+    top = filled.max(axis=0)
+    best = np.zeros(top.shape, dtype=np.intp)
+    for j in range(len(names) - 1, -1, -1):
+        np.copyto(best, j, where=filled[j] == top)
     index = np.where(any_present, np.take_along_axis(stack, best[None, ...], axis=0)[0], np.nan)
     level = scale.level(index)
-    critical = np.asarray((*names, ""))[np.where(any_present, best, len(names))]
+    critical = np.take(np.asarray((*names, "")), np.where(any_present, best, len(names)))
     return IndexResult(
         index=index,
         reported=round_half_up(index),
         level=level,
-        category=np.asarray((*scale.names, ""))[level],
-        colour=np.asarray((*scale.colours, ""))[level],
-        colour_hex=np.asarray((*scale.hex, ""))[level],
+        category=np.take(np.asarray((*scale.names, "")), level),
+        colour=np.take(np.asarray((*scale.colours, "")), level),
+        colour_hex=np.take(np.asarray((*scale.hex, "")), level),
         critical=critical,
         capped=capped & any_present,
         subindices=MappingProxyType(dict(subindices)),
