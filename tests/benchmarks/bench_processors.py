@@ -90,13 +90,13 @@ def main() -> None:
     twin, drift_twin = ReferenceBank(spec), ReferenceDrift(spec, warmup=_DRIFT_WARMUP)
     as_lists = [tuple(column.tolist() for column in b) for b in batches]
 
-    def twins(lists: tuple[list[Any], ...]) -> None:
+    for lists in as_lists[:2]:
         twin.process(*lists[:4])
         drift_twin.process(*lists)
-
-    for lists in as_lists[:2]:
-        twins(lists)
-    slow_wall, slow_cpu = best_of(twins, as_lists[2:])
+    # Each twin timed on its own, batch by batch; the twins' time is the sum of their bests.
+    bank_wall, bank_cpu = best_of(lambda lists: twin.process(*lists[:4]), as_lists[2:])
+    drift_wall, drift_cpu = best_of(lambda lists: drift_twin.process(*lists), as_lists[2:])
+    slow_wall, slow_cpu = bank_wall + drift_wall, bank_cpu + drift_cpu
     n = len(batches[2][0])
     print(
         f"batches of {args.batch:,} readings over {args.devices:,} devices "
@@ -104,16 +104,18 @@ def main() -> None:
         f"districts of {args.district_size})"
     )
     print(f"readings/s, best of {args.batches} batches:          wall-clock     CPU time")
+    rows = [
+        ("vectorised bank (detectors + live indicators):", fast_wall, fast_cpu),
+        ("reference twins (all detectors):", slow_wall, slow_cpu),
+        ("  ReferenceBank (spike, stuck, rate, dropout):", bank_wall, bank_cpu),
+        ("  ReferenceDrift:", drift_wall, drift_cpu),
+    ]
+    for label, wall, cpu in rows:
+        print(f"{label:<47}{n / wall:>12,.0f} {n / cpu:>12,.0f}")
     print(
-        f"vectorised bank (detectors + live indicators): "
-        f"{n / fast_wall:>12,.0f} {n / fast_cpu:>12,.0f}"
-    )
-    print(
-        f"reference twins (detectors only):              "
-        f"{n / slow_wall:>12,.0f} {n / slow_cpu:>12,.0f}"
-    )
-    print(
-        f"ratio (CPU time): {slow_cpu / fast_cpu:,.0f}x (wall-clock: {slow_wall / fast_wall:,.0f}x)"
+        f"ratio (CPU time): {slow_cpu / fast_cpu:,.0f}x "
+        f"(wall-clock: {slow_wall / fast_wall:,.0f}x); "
+        f"against ReferenceBank alone {bank_cpu / fast_cpu:,.0f}x"
     )
 
 
