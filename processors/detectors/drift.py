@@ -58,6 +58,7 @@ __all__ = ["MIN_STATIONS", "DistrictLanes", "DriftDetector"]
 MIN_STATIONS: Final = 3
 # A spread below this share of the level is no variation at all (and would overflow z).
 _TINY: Final = 1e-9
+_MOST: Final = np.iinfo(np.int64).max  # the minimum of no counts at all
 
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.intp]
@@ -89,7 +90,8 @@ class Baseline:
     ) -> None:
         """Learn x where `learn` into mean and spread, counted in n."""
         rate, spread_rate = self.rate, self.spread_rate
-        fewest = int(n.min()) if n.size else 0
+        # Only the cells that learn matter (a field a device never reports stays at 0).
+        fewest = int(n.min(where=learn, initial=_MOST))
         with np.errstate(invalid="ignore"):
             step = x - mean
             dev = np.abs(step)
@@ -355,7 +357,8 @@ class DriftDetector:
     ) -> None:
         """One round with residuals: update the fast mean, judge, learn (state in place)."""
         have_r = ~np.isnan(r)
-        settled = int(r_n.min()) >= 2  # every residual spread known (and so every fast mean)
+        # Every residual spread known (and so every fast mean) where there is a residual.
+        settled = int(r_n.min(where=have_r, initial=_MOST)) >= 2
         spread_floor = np.fmax(r_spread, self.floor)
         with np.errstate(invalid="ignore"):
             # A residual beyond `winsor` deviations of its baseline enters the fast mean as
