@@ -270,7 +270,7 @@ class KindProcessor:
         """Indicators of the devices (and districts) that got new readings since the last call."""
         rows = np.flatnonzero(self._touched)
         self._touched[:] = False
-        return self.live.compute(rows, self.device_facts, self.districts, now)
+        return self.live.compute(rows, self.device_facts, self.districts, now, self.last_ts)
 
     def sweep(self, now: float) -> Findings:
         """Devices gone silent by `now` (each reported once per silence)."""

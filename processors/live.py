@@ -306,9 +306,17 @@ class LiveIndicators:
         self.lamp_due[rows] = due
 
     def compute(
-        self, rows: _Int, facts: dict[str, _Float], districts: npt.NDArray[Any], now: float
+        self,
+        rows: _Int,
+        facts: dict[str, _Float],
+        districts: npt.NDArray[Any],
+        now: float,
+        latest: _Float,
     ) -> Indicators:
-        """Current indicators of the given devices (and of their districts)."""
+        """Current indicators of the given devices (and of their districts).
+
+        `latest` holds each device's newest reading time: what an air indicator is as of.
+        """
         rows = np.asarray(rows)
         if rows.ndim != 1 or not (rows[1:] > rows[:-1]).all():  # sorted unique: as they are
             rows = np.unique(rows)
@@ -317,6 +325,7 @@ class LiveIndicators:
             return out
         if self._air:
             self._air_indicators(rows, out)
+            out.ts = latest[rows].astype(np.float64)
         elif self._level >= 0:
             self._flood_indicators(rows, facts, out)
         elif self.kind == "streetlight":
@@ -340,7 +349,6 @@ class LiveIndicators:
         pm25, pm10 = _ISPU.index("pm25"), _ISPU.index("pm10")
         result = _index_of(ispu_index, {p: means[:, i] for i, p in enumerate(_ISPU)}, rated)
         aqi = _index_of(aqi_index, {"pm25": means[:, pm25], "pm10": means[:, pm10]}, rated)
-        out.ts = ((newest + 1) * 3600.0).astype(np.float64)  # end of the newest hour
         out.numbers = {"ispu": result["reported"], "aqi": aqi["reported"]}
         out.labels = {
             "ispu_category": result["category"],

@@ -346,7 +346,8 @@ def test_live_air_indicators_are_the_24_hour_means_of_the_readings() -> None:
     # Stations report a few times an hour, skip hours (bins older than a day stay behind in
     # the hourly ring), miss pollutants and come in batches of several hours, shuffled. The
     # live ISPU and AQI must be those of the plain 24-hour means of every reading processed:
-    # the station's newest hour and the 23 before it, a mean only with 18 of them reported.
+    # the station's newest hour and the 23 before it, a mean only with 18 of them reported,
+    # as of the station's newest reading.
     # Values are halves, so every sum is exact whatever the order of the additions.
     from processors.bank import KindProcessor
     from processors.catalog import CATALOG
@@ -403,3 +404,8 @@ def test_live_air_indicators_are_the_24_hour_means_of_the_readings() -> None:
         assert out.labels["ispu_critical"].tolist() == ispu.critical.tolist()
         assert out.labels["ispu_category"].tolist() == ispu.category.tolist()
         assert out.labels["aqi_category"].tolist() == aqi.category.tolist()
+        # Each station's indicators are as of its newest reading (not ahead of it).
+        newest_ts = [
+            max(t for s, t, _, _ in seen if s == int(bank.device_id(r)[1:])) for r in out.rows
+        ]
+        assert out.ts.tolist() == newest_ts
