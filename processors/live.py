@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -39,6 +40,7 @@ __all__ = ["Indicators", "LiveIndicators"]
 
 _ISPU: Final = ("pm10", "pm25", "so2", "co", "o3", "no2", "hc")
 _RING: Final = 32
+_INDEX_FIELDS: Final = ("reported", "category", "colour_hex", "critical")  # what is shown
 _Float = npt.NDArray[np.float64]
 _Int = npt.NDArray[np.intp]
 
@@ -67,18 +69,27 @@ def _index_of(
     computing them would give.
     """
     n = len(next(iter(conc.values())))
-    names = ("reported", "category", "colour_hex", "critical")
     if len(rated) == n:
         whole = index(conc)
-        return {name: getattr(whole, name) for name in names}
-    blank = index({p: np.full(1, np.nan) for p in conc})
-    part = index({p: v[rated] for p, v in conc.items()})
+        return {name: getattr(whole, name) for name in _INDEX_FIELDS}
+    blank = _blank(index, tuple(conc))
+    part = index({p: v[rated] for p, v in conc.items()}) if len(rated) else None
     fields = {}
-    for name in names:
-        field = np.repeat(getattr(blank, name), n)
-        field[rated] = getattr(part, name)
+    for name in _INDEX_FIELDS:
+        field = np.repeat(blank[name], n)
+        if part is not None:
+            field[rated] = getattr(part, name)
         fields[name] = field
     return fields
+
+
+@functools.cache
+def _blank(
+    index: Callable[[Mapping[str, _Float]], IndexResult], pollutants: tuple[str, ...]
+) -> dict[str, npt.NDArray[Any]]:
+    """The fields of the index of no concentration at all (one station; never changes)."""
+    result = index({p: np.full(1, np.nan) for p in pollutants})
+    return {name: getattr(result, name) for name in _INDEX_FIELDS}
 
 
 @dataclass

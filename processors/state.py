@@ -58,16 +58,34 @@ def grow(array: npt.NDArray[Any], capacity: int, fill: Any) -> npt.NDArray[Any]:
     return np.concatenate([array, extra])
 
 
-def _id_words(ids: npt.NDArray[np.str_]) -> npt.NDArray[np.uint64]:
-    """Fixed-width ids as rows of 64-bit words (two UCS-4 code points each, zero-padded).
-
-    Trailing zero code points are numpy's padding, so an id gives the same non-zero words
-    whatever the width of the array it comes in.
-    """
+def _codes(ids: npt.NDArray[np.str_]) -> npt.NDArray[np.uint32]:
+    """Fixed-width ids as rows of UCS-4 code points (a view where possible)."""
     width = ids.dtype.itemsize // 4
-    codes = np.ascontiguousarray(ids).view(np.uint32).reshape(len(ids), width)
-    if width % 2:  # an odd width: one zero code point more (the padding numpy would add)
-        padded = np.zeros((len(ids), width + 1), dtype=np.uint32)
+    codes: npt.NDArray[np.uint32] = (
+        np.ascontiguousarray(ids).view(np.uint32).reshape(len(ids), width)
+    )
+    return codes
+
+
+def _latin1(codes: npt.NDArray[np.uint32]) -> bool:
+    """Whether every code point fits in a byte."""
+    return codes.size == 0 or int(codes.max()) < 256
+
+
+def _id_words(ids: npt.NDArray[np.str_], narrow: bool = False) -> npt.NDArray[np.uint64]:
+    """Fixed-width ids as rows of 64-bit words, zero-padded.
+
+    Two UCS-4 code points per word, or with `narrow` (Latin-1 ids only) eight characters
+    of a byte each: a quarter of the words to hash, gather and compare. Trailing zero code
+    points are numpy's padding, so an id gives the same non-zero words whatever the width
+    of the array it comes in.
+    """
+    codes: npt.NDArray[Any] = _codes(ids)
+    if narrow:
+        codes = codes.astype(np.uint8)
+    width, per_word = codes.shape[1], 8 // codes.itemsize
+    if width % per_word:  # zero code points up to a whole word (the padding numpy would add)
+        padded = np.zeros((len(ids), width + per_word - width % per_word), dtype=codes.dtype)
         padded[:, :width] = codes
         codes = padded
     return codes.view(np.uint64)
@@ -97,8 +115,12 @@ def differs_from(ids: npt.NDArray[Any], at: _Int) -> _Bool:
     if ids.dtype.kind != "U":
         result: _Bool = np.asarray(ids != ids[at], dtype=np.bool_)
         return result
-    width = ids.dtype.itemsize // 4
-    codes = np.ascontiguousarray(ids).view(np.uint32).reshape(len(ids), width)
+    codes: npt.NDArray[Any] = _codes(ids)
+    width = codes.shape[1]
+    if _latin1(codes):
+        # Latin-1 ids as bytes: the same equality, and one sequential pass over the ids
+        # leaves a quarter of the memory to gather from at random.
+        codes = codes.astype(np.uint8)
     differ = np.zeros(len(ids), dtype=np.bool_)
     differ[np.flatnonzero(codes != np.take(codes, at, axis=0)) // max(width, 1)] = True
     return differ
@@ -136,6 +158,7 @@ class DeviceTable:
         self._slots = np.zeros((0, 2), dtype=np.uint64)
         self._words = np.zeros((0, 0), dtype=np.uint64)
         self._indexed = 0  # rows [0, _indexed) are in the hash table and _words
+        self._narrow = True  # words of a byte per character: every id is Latin-1 (see _id_words)
         for device_id in ids:
             self.row(device_id)
 
@@ -162,7 +185,13 @@ class DeviceTable:
         if ids.dtype.kind != "U" or len(ids) == 0:
             return self._rows_by_dict(ids)
         ids = ids.reshape(-1)
-        words = _id_words(ids)
+        if self._narrow and not _latin1(_codes(ids)):
+            # New ids (the table's are all Latin-1): looked up as in the dictionary, then the
+            # table is indexed anew in the wide words.
+            rows = self._rows_by_dict(ids)
+            self._index()
+            return rows
+        words = _id_words(ids, self._narrow)
         rows = self._lookup(_hash_words(words))
         # A hit must be the very id: compare its words (cheap next to a Python loop).
         found = self._same_ids(rows, words)
@@ -229,13 +258,18 @@ class DeviceTable:
         n = len(self._ids)
         if n == self._indexed:
             return
-        self._words = _id_words(np.array(self._ids, dtype=str))
+        ids = np.array(self._ids, dtype=str)
+        narrow = self._narrow and _latin1(_codes(ids))
+        self._words = _id_words(ids, narrow)
         size = len(self._slots)
         start = self._indexed
-        if 2 * n > size:  # keep the load under a half: few probes, and always an empty slot
+        # Rebuilt when full (keeping the load under a half: few probes, and always an empty
+        # slot) or when the words change (a first id that is not Latin-1).
+        if 2 * n > size or narrow != self._narrow:
             size = max(64, 1 << (4 * n - 1).bit_length())
             self._slots = np.zeros((size, 2), dtype=np.uint64)
             start = 0
+        self._narrow = narrow
         hashes = _hash_words(self._words[start:n])
         # Filled in Python (once per new id), then stored at once.
         occupied = (self._slots[:, 1] != 0).tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -283,14 +285,15 @@ def test_live_path_reports_exactly_the_flagged_findings_of_long_series(kind: str
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.lists(st.text("ab-0é", min_size=1, max_size=9), min_size=0, max_size=30),
+        st.lists(st.text("ab-0éŋ", min_size=1, max_size=9), min_size=0, max_size=30),
         min_size=1,
         max_size=5,
     )
 )
 def test_device_table_rows_are_those_of_a_dictionary(calls: list[list[str]]) -> None:
-    # Vectorised lookups (ids of any width, odd or even, wider or narrower than the table's)
-    # give every id the row a plain dictionary would, new ids numbered in sorted order.
+    # Vectorised lookups (ids of any width, odd or even, wider or narrower than the table's,
+    # Latin-1 or not, the table's first id beyond Latin-1 coming in any call) give every id the
+    # row a plain dictionary would, new ids numbered in sorted order.
     from processors.state import DeviceTable
 
     table, expected = DeviceTable(), {}
@@ -300,3 +303,13 @@ def test_device_table_rows_are_those_of_a_dictionary(calls: list[list[str]]) -> 
         rows = table.rows(np.array(ids, dtype=str))
         assert rows.tolist() == [expected[name] for name in ids]
     assert table.ids == list(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("ab-0éŋ", max_size=5), min_size=1, max_size=30), st.randoms())
+def test_differs_from_compares_whole_ids(ids: list[str], rnd: random.Random) -> None:
+    from processors.state import differs_from
+
+    at = np.array([rnd.randrange(len(ids)) for _ in ids], dtype=np.intp)
+    got = differs_from(np.array(ids, dtype=str), at)
+    assert got.tolist() == [ids[i] != ids[j] for i, j in enumerate(at.tolist())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from processors.bank import KindProcessor
 from processors.catalog import CATALOG
-from processors.detectors.drift import DriftDetector
+from processors.detectors.drift import DistrictLanes, DriftDetector
 from processors.detectors.reference import ReferenceDrift
 
 KINDS = ["air_quality", "water_level"]
@@ -127,6 +128,51 @@ def test_agreement_holds_for_other_station_minimums(
     kind, batches_ = case
     params = {**QUICK, "min_stations": min_stations, "threshold": 0.5}
     assert fast_verdicts(kind, batches_, **params) == slow_verdicts(kind, batches_, **params)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=30),  # district code per device (0: none)
+    st.integers(1, 3),  # fields
+    st.data(),
+)
+def test_district_lanes_give_the_median_of_the_fresh_latest_z(
+    codes: list[int], m: int, data: st.DataObject
+) -> None:
+    # Lanes of uneven districts, some z missing or stale: each (district, field) median and
+    # count must be those of the plain list of fresh z, for districts with enough stations.
+    n = len(codes)
+    z = np.array(
+        data.draw(
+            st.lists(
+                st.sampled_from([float("nan"), -1.5, 0.0, 0.25, 2.0, 7.0]),
+                min_size=n * m,
+                max_size=n * m,
+            )
+        )
+    ).reshape(n, m)
+    times = np.array(
+        data.draw(st.lists(st.sampled_from([0.0, 100.0, 5000.0]), min_size=n * m, max_size=n * m))
+    ).reshape(n, m)
+    min_stations = data.draw(st.integers(1, 3))
+    lanes = DistrictLanes(np.array(codes), z, times, min_stations, 1000.0)
+    medians, counts = lanes.medians()
+    for code in range(1, 5):
+        members = [d for d in range(n) if codes[d] == code]
+        lane = int(lanes.lane_of_code[code]) if code < len(lanes.lane_of_code) else -1
+        if len(members) < min_stations:
+            assert lane < 0 or len(members) >= min_stations
+            continue
+        for f in range(m):
+            held = [(z[d, f], times[d, f]) for d in members if not np.isnan(z[d, f])]
+            newest = max((t for _, t in held), default=-np.inf)
+            fresh = [v for v, t in held if t >= newest - 1000.0]
+            assert counts[lane, f] == len(fresh)
+            if fresh:
+                assert medians[lane, f] == statistics.median(fresh)
+            else:
+                assert np.isnan(medians[lane, f])
+    assert counts[-1].tolist() == [0] * m and np.isnan(medians[-1]).all()  # lane -1
 
 
 def _district_run(

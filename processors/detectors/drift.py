@@ -37,8 +37,9 @@ threshold), and a drift that starts during warm-up (it becomes the baseline).
 Rounds are judged as the bank delivers them: each round first stores the z of its readings,
 then computes the district medians, so peers reported in the same round are compared with
 each other. The medians of a round come from `DistrictLanes`: the latest z of each judged
-district's devices laid out as one fixed-width lane per district and field, medians by one
-sort along the lanes. `processors.detectors.reference.ReferenceDrift` is the slow twin.
+district's devices laid out as one lane per district and field (lanes grouped by width),
+medians by one sort along the lanes. `processors.detectors.reference.ReferenceDrift` is the
+slow twin.
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ class Baseline:
         mean: _Float,
         spread: _Float,
         learn: npt.NDArray[np.bool_],
+        step: _Float | None = None,
     ) -> None:
-        """Learn x where `learn` into mean and spread, counted in n."""
+        """Learn x where `learn` into mean and spread, counted in n (step: x - mean, if known)."""
         rate, spread_rate = self.rate, self.spread_rate
         # Only the cells that learn matter (a field a device never reports stays at 0).
         fewest = int(n.min(where=learn, initial=_MOST))
         with np.errstate(invalid="ignore"):
-            step = x - mean
+            if step is None:
+                step = x - mean
             dev = np.abs(step)
             # Once every cell is past its first 1/rate values, the weight is one scalar.
             if 1.0 / (fewest + 1) <= rate:
@@ -125,51 +128,91 @@ class DistrictLanes:
 
     Built once per batch over the districts with at least `min_stations` devices (smaller ones
     are never judged); each round writes its new z and takes every lane's median by one sort
-    along the lanes, which is what makes a per-round median affordable.
+    along the lanes, which is what makes a per-round median affordable. A lane is as wide as
+    the next power of two of its district's size, and lanes of one width share a block
+    (lanes x fields x width), so one large district does not widen every other lane.
     """
 
     def __init__(
-        self, codes: _Int, z: _Float, z_ts: _Float, min_stations: int, max_lag_s: float
+        self,
+        codes: _Int,
+        z: _Float,
+        z_ts: _Float,
+        min_stations: int,
+        max_lag_s: float,
+        span: tuple[float, float] = (np.inf, -np.inf),
     ) -> None:
-        m = z.shape[1]
+        """Lanes of the state rows' `codes`, their z and z times; `span`: the batch's times."""
+        m = self.m = z.shape[1]
         self.max_lag_s = max_lag_s
         sizes = np.bincount(codes)
         sizes[0] = 0  # code 0: district unknown, never judged
         eligible = sizes >= min_stations
+        judged = np.flatnonzero(eligible)
+        widths = np.ones(len(sizes), dtype=np.intp)
+        widths[judged] = 1 << np.ceil(np.log2(sizes[judged])).astype(np.intp)
+        # Lanes in order of width, so each width's lanes are one block of the buffer.
+        by_width = judged[np.argsort(widths[judged], kind="stable")]
+        self.lanes = len(by_width)
+        self.lane_of_code = np.full(len(sizes), -1, dtype=np.intp)  # -1: not judged
+        self.lane_of_code[by_width] = np.arange(self.lanes)
+        lane_width = widths[by_width]
+        lane_start = np.r_[0, np.cumsum(lane_width * m)]  # each lane's flat start
+        bounds = np.r_[0, np.flatnonzero(np.diff(lane_width)) + 1, self.lanes]
+        self.blocks = [  # (first lane, end lane, width) of each width's block
+            (int(lo), int(hi), int(lane_width[lo]))
+            for lo, hi in itertools.pairwise(bounds.tolist())
+            if hi > lo
+        ]
+        self.z = np.full(int(lane_start[-1]), np.nan)
+        self.z_ts = np.full(int(lane_start[-1]), -np.inf)  # -inf: no z
+        # Each member's field 0 at its lane's start plus its rank among the district's members;
+        # field f is f lane widths further on.
         members = np.flatnonzero(eligible[codes])
-        self.width = width = int(sizes[eligible].max()) if len(members) else 0
-        lanes = int(eligible.sum())
-        # Each member's slot: its district's lane and its rank among the district's members,
-        # as the flat position of its field 0 (field f is f * width further on).
         by_code = members[np.argsort(codes[members], kind="stable")]
         member_codes = codes[by_code]
         rank = np.arange(len(by_code)) - np.searchsorted(member_codes, member_codes)
-        self.lane_of_code = np.cumsum(eligible) - 1  # -1 for districts not judged
+        member_lanes = self.lane_of_code[member_codes]
         self.slot = np.full(len(codes), -1, dtype=np.intp)  # per state row; -1: not judged
-        self.slot[by_code] = self.lane_of_code[member_codes] * (m * width) + rank
-        self.field_offset = np.arange(m) * width
-        self.z = np.full((lanes, m, width), np.nan)
-        self.z_ts = np.full((lanes, m, width), -np.inf)  # -inf: no z
+        self.slot[by_code] = lane_start[member_lanes] + rank
+        self.width = np.zeros(len(codes), dtype=np.intp)
+        self.width[by_code] = lane_width[member_lanes]
         # Bounds on the times held: all of them are fresh while oldest >= newest - max_lag_s.
         self.newest, self.oldest = -np.inf, np.inf
+        # Every member holding a z in every field (the steady state): a z, once held, stays,
+        # so each lane's count and median positions are fixed for the batch.
+        self.full = len(by_code) > 0 and not np.isnan(z[by_code]).any()
+        times = z_ts[by_code]
+        times[np.isnan(z[by_code])] = -np.inf
+        held = times[times > -np.inf]
+        if held.size:
+            self.oldest, self.newest = float(held.min()), float(held.max())
+        # Held times and the batch's within max_lag_s of each other: every z stays fresh all
+        # batch long, and the times need not be kept (the usual batch of a few minutes).
+        self.timeless = min(self.oldest, span[0]) >= max(self.newest, span[1]) - max_lag_s
         if len(by_code):
-            times = z_ts[by_code]
-            times[np.isnan(z[by_code])] = -np.inf
-            held = times[times > -np.inf]
-            since = float(held.min()) if held.size else np.inf
-            self.put(self.slot[by_code][:, None] + self.field_offset, z[by_code], times, since)
+            cells = self.cells(by_code)
+            np.put(self.z, cells, z[by_code])
+            if not self.timeless:
+                np.put(self.z_ts, cells, times)
+        self._sizes = np.repeat(sizes[by_width], m).reshape(self.lanes, m)
 
     def __bool__(self) -> bool:
-        return self.width > 0
+        return self.lanes > 0
+
+    def cells(self, rows: _Int) -> _Int:
+        """Flat positions of judged state rows' fields in the lanes, (rows x fields)."""
+        result: _Int = self.slot[rows][:, None] + self.width[rows][:, None] * np.arange(self.m)
+        return result
 
     def put(self, cells: _Int, z: _Float, z_ts: _Float, since: float) -> None:
-        """Devices' latest z and its time (-inf: none) at their `cells` (slot + field offset).
+        """Devices' latest z and its time (-inf: none) at their `cells` (see cells()).
 
         `since`: no time among them is both new to the lanes and older than this.
         """
         np.put(self.z, cells, z)
-        np.put(self.z_ts, cells, z_ts)
-        if z_ts.size:
+        if not self.timeless and z_ts.size:
+            np.put(self.z_ts, cells, z_ts)
             self.newest = max(self.newest, float(z_ts.max()))
             self.oldest = min(self.oldest, since)
 
@@ -178,22 +221,33 @@ class DistrictLanes:
 
         A z is fresh within `max_lag_s` of its lane's newest; the extra lane answers lane -1.
         """
-        if self.oldest >= self.newest - self.max_lag_s:  # every z held is fresh
-            values = np.sort(self.z, axis=2)
-            counts = self.z.shape[2] - np.count_nonzero(np.isnan(values), axis=2)
-        else:
-            newest = self.z_ts.max(axis=2, keepdims=True)
-            fresh = self.z_ts >= newest - self.max_lag_s
-            fresh &= self.z_ts > -np.inf  # an empty lane's newest is -inf too
-            values = np.where(fresh, self.z, np.nan)
-            values.sort(axis=2)  # NaN last: the fresh values first, in order
-            counts = np.count_nonzero(fresh, axis=2)
-        pick = np.stack([np.maximum(counts - 1, 0) // 2, counts // 2], axis=2)
-        lanes, m, _ = self.z.shape
-        medians = np.full((lanes + 1, m), np.nan)
-        with np.errstate(invalid="ignore"):
-            medians[:lanes] = np.take_along_axis(values, pick, axis=2).mean(axis=2)
-        return medians, np.r_[counts, np.zeros((1, m), dtype=counts.dtype)]
+        m = self.m
+        medians = np.full((self.lanes + 1, m), np.nan)
+        counts = np.zeros((self.lanes + 1, m), dtype=np.intp)
+        fresh_all = self.timeless or self.oldest >= self.newest - self.max_lag_s
+        start = 0
+        for lo, hi, width in self.blocks:
+            stop = start + (hi - lo) * m * width
+            z = self.z[start:stop].reshape(hi - lo, m, width)
+            if fresh_all:
+                values = np.sort(z, axis=2)  # NaN last: the z held first, in order
+                if self.full:  # every member holds one: the lane's size
+                    count = self._sizes[lo:hi]
+                else:
+                    count = width - np.count_nonzero(np.isnan(values), axis=2)
+            else:
+                z_ts = self.z_ts[start:stop].reshape(hi - lo, m, width)
+                fresh = z_ts >= z_ts.max(axis=2, keepdims=True) - self.max_lag_s
+                fresh &= z_ts > -np.inf  # an empty lane's newest is -inf too
+                values = np.where(fresh, z, np.nan)
+                values.sort(axis=2)  # NaN last: the fresh values first, in order
+                count = np.count_nonzero(fresh, axis=2)
+            pick = np.stack([np.maximum(count - 1, 0) // 2, count // 2], axis=2)
+            with np.errstate(invalid="ignore"):
+                medians[lo:hi] = np.take_along_axis(values, pick, axis=2).mean(axis=2)
+            counts[lo:hi] = count
+            start = stop
+        return medians, counts
 
 
 class DriftDetector:
@@ -260,11 +314,12 @@ class DriftDetector:
             self.z_ts[:, columns],
             self.min_stations,
             self.max_lag_s,
+            (float(ts.min()), float(ts.max())),
         )
         slot = lanes.slot[rows] if lanes else np.full(len(rows), -1, dtype=np.intp)
         lane = np.where(slot >= 0, lanes.lane_of_code[district[rows]], -1)
         judged_groups = np.flatnonzero(slot >= 0)  # in group order: round k's are a prefix
-        group_cells = slot[judged_groups][:, None] + lanes.field_offset
+        group_cells = lanes.cells(rows[judged_groups])
         all_judged = len(judged_groups) == len(rows)
         # Per-group state, gathered once; round k updates the prefix [:n_k] in place.
         mean, spread, n = (np.take(a, cells) for a in (self.mean, self.spread, self.learned))
@@ -285,18 +340,25 @@ class DriftDetector:
             mn, sp, nn = mean[:k], spread[:k], n[:k]
             # Masked-out cells (no or a vanishing spread) may overflow: they are discarded.
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                step = v - mn
                 ready = sp > tiny * np.fmax(1.0, np.abs(mn))
-                ready &= nn >= warmup
+                if nn.min(where=here, initial=_MOST) < warmup:
+                    ready &= nn >= warmup
                 ready &= here
-                z = np.where(ready, (v - mn) / sp, np.nan)
-            np.copyto(z_last[:k], z, where=ready)
-            np.copyto(z_ts[:k], t[:, None], where=ready)
+                z = step / sp
+            if ready.all():  # the usual round: every reading has its z
+                z_last[:k] = z
+                z_ts[:k] = t[:, None]
+            else:
+                z[~ready] = np.nan
+                np.copyto(z_last[:k], z, where=ready)
+                np.copyto(z_ts[:k], t[:, None], where=ready)
             c = k if all_judged else int(np.searchsorted(judged_groups, k))
             if c == 0 or not ready.any():  # nobody judged this round: the baselines learn
                 score_all[lo:hi] = 0.0
                 flag_all[lo:hi] = False
                 judged_all[lo:hi] = False
-                self._baseline.learn(v, nn, mn, sp, here)
+                self._baseline.learn(v, nn, mn, sp, here, step)
                 continue
             # Store this round's z first, so devices reporting together are each other's peers.
             if all_judged:
@@ -307,9 +369,12 @@ class DriftDetector:
             medians, counts = lanes.medians()
             ln = lane[:k]
             with np.errstate(invalid="ignore"):
-                r = np.where(counts[ln] >= self.min_stations, z - medians[ln], np.nan)
+                r = z - medians[ln]  # lane -1 (not judged) has a NaN median
+                if counts[:-1].min(initial=_MOST) < self.min_stations:
+                    r[counts[ln] < self.min_stations] = np.nan
             self._judge(
                 r,
+                step,
                 v,
                 here,
                 mn,
@@ -342,6 +407,7 @@ class DriftDetector:
     def _judge(
         self,
         r: _Float,
+        step: _Float,
         values: _Float,
         present: npt.NDArray[np.bool_],
         mean: _Float,
@@ -355,7 +421,10 @@ class DriftDetector:
         flag_out: npt.NDArray[np.bool_],
         judged_out: npt.NDArray[np.bool_],
     ) -> None:
-        """One round with residuals: update the fast mean, judge, learn (state in place)."""
+        """One round with residuals: update the fast mean, judge, learn (state in place).
+
+        `step` is values - mean, as the round found them.
+        """
         have_r = ~np.isnan(r)
         # Every residual spread known (and so every fast mean) where there is a residual.
         settled = int(r_n.min(where=have_r, initial=_MOST)) >= 2
@@ -375,7 +444,7 @@ class DriftDetector:
             if not settled:
                 clipped = np.where(np.isnan(r_fast), r, clipped)
         np.copyto(r_fast, clipped, where=have_r)
-        judged = r_spread >= 0
+        judged = np.greater_equal(r_spread, 0.0, out=judged_out)
         judged &= have_r
         if self.warmup > 0:
             judged &= r_n >= self.warmup
@@ -383,14 +452,12 @@ class DriftDetector:
             departure = np.abs(r_fast - r_base)
             departure /= spread_floor
         np.copyto(departure, 0.0, where=~judged)
-        drift = departure > self.threshold
+        np.greater(departure, self.threshold, out=flag_out)
         np.clip(departure * (0.5 / self.threshold), 0.0, 1.0, out=score_out)
-        flag_out[...] = drift
-        judged_out[...] = judged
         # Stop learning as soon as a departure builds up (half the threshold), not only once
         # it is flagged: a slow drift would otherwise drag the baselines along with it.
         learn = departure <= self.threshold / 2
         learn &= present
-        self._baseline.learn(values, n, mean, spread, learn)
+        self._baseline.learn(values, n, mean, spread, learn, step)
         learn &= have_r
         self._baseline.learn(r, r_n, r_base, r_spread, learn)
