@@ -337,8 +337,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(registry: Registry, root: Path) -> Iterator[Stack]:
-    """Start broker, InfluxDB, collector and API in `root`; stop them all on exit."""
+def running_stack(registry: Registry, root: Path, *, keep: bool = False) -> Iterator[Stack]:
+    """Start broker, InfluxDB, collector and API in `root`; stop them all on exit.
+
+    On an error the collector's and API's log tails are printed; unless `keep`, `root` and the
+    API's own log folder are removed afterwards.
+    """
     broker = MosquittoService(root, free_port())
     influx = InfluxDBService(root, free_port())
     db = "bench"
@@ -348,6 +352,7 @@ def running_stack(registry: Registry, root: Path) -> Iterator[Stack]:
     token = TokenStore(tokens_file).create(Scope.READ, "bench")[0]
     metrics_port = free_port()
     collector_log = root / "collector.log"
+    api_logs: Path | None = None
     try:
         broker.start()
         influx.start()
@@ -378,7 +383,8 @@ def running_stack(registry: Registry, root: Path) -> Iterator[Stack]:
                 env={"PANTAU_API_RATE_PER_S": "0"},
             ) as api,
         ):
-            yield Stack(
+            api_logs = api.log_path.parent  # running_api keeps its log in a folder of its own
+            stack = Stack(
                 root,
                 broker,
                 influx,
@@ -389,10 +395,19 @@ def running_stack(registry: Registry, root: Path) -> Iterator[Stack]:
                 api,
                 token,
             )
+            try:
+                yield stack
+            except BaseException:
+                print(stack.tails(), file=sys.stderr)
+                raise
     finally:
         for service in (influx, broker):
             with contextlib.suppress(Exception):
                 service.stop()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+            if api_logs is not None:
+                shutil.rmtree(api_logs, ignore_errors=True)
 
 
 def wait_until_live(stack: Stack, devices: int, interval: float, timeout: float) -> str:
@@ -588,40 +603,27 @@ def main() -> None:
         f"folder {root}",
         flush=True,
     )
-    stack: Stack | None = None
-    try:
-        with (
-            running_stack(registry, root) as stack,
-            fleet_publishers(stack.broker.url, stack.registry) as fleets,
-        ):
-            live = wait_until_live(
-                stack, len(registry), args.interval, max(90.0, 6 * args.interval)
-            )
-            print(f"live: {live}", flush=True)
-            sizes = check_endpoints(stack)
-            written = stack.readings_written()
-            began = time.monotonic()
-            cpu = CpuMeter(stack.pids() | {"fleet": fleets[0].process.pid})
-            phases = measure(stack, wrk, cpu, args)
-            ingest_rate = (stack.readings_written() - written) / (time.monotonic() - began)
-            summary = fleets[0].finish()
-        print_table(phases, sizes)
-        print(
-            f"ingest during the run: {ingest_rate:.0f} readings/s written "
-            f"(fleet published {summary.get('published', 0):.0f}, acked "
-            f"{summary.get('acked', 0):.0f}, publisher lag p99 "
-            f"{summary.get('lag_p99', 0) * 1e3:.0f} ms)"
-        )
-        print(NOISE_NOTE)
-    except BaseException:
-        if stack is not None:
-            print(stack.tails(), file=sys.stderr)
-        raise
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-            if stack is not None:  # running_api keeps its log in a folder of its own
-                shutil.rmtree(stack.api.log_path.parent, ignore_errors=True)
+    with (
+        running_stack(registry, root, keep=args.keep) as stack,
+        fleet_publishers(stack.broker.url, stack.registry) as fleets,
+    ):
+        live = wait_until_live(stack, len(registry), args.interval, max(90.0, 6 * args.interval))
+        print(f"live: {live}", flush=True)
+        sizes = check_endpoints(stack)
+        written = stack.readings_written()
+        began = time.monotonic()
+        cpu = CpuMeter(stack.pids() | {"fleet": fleets[0].process.pid})
+        phases = measure(stack, wrk, cpu, args)
+        ingest_rate = (stack.readings_written() - written) / (time.monotonic() - began)
+        summary = fleets[0].finish()
+    print_table(phases, sizes)
+    print(
+        f"ingest during the run: {ingest_rate:.0f} readings/s written "
+        f"(fleet published {summary.get('published', 0):.0f}, acked "
+        f"{summary.get('acked', 0):.0f}, publisher lag p99 "
+        f"{summary.get('lag_p99', 0) * 1e3:.0f} ms)"
+    )
+    print(NOISE_NOTE)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import re
-import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -382,54 +380,41 @@ def main() -> None:
         f"folder {root}",
         flush=True,
     )
-    stack: Stack | None = None
     runs: list[Run] = []
-    try:
-        with (
-            running_stack(registry, root) as stack,
-            fleet_publishers(stack.broker.url, stack.registry, args.publishers) as fleets,
-        ):
-            live = wait_until_live(stack, len(registry), args.interval, 180.0)
-            print(f"live: {live}", flush=True)
-            pids = stack.pids() | {f"fleet{n}": f.process.pid for n, f in enumerate(fleets)}
-            if not args.no_baseline:
-                runs.append(measure(stack, args, 1, 1, "baseline", pids, fleets))
-            runs.append(
-                measure(stack, args, args.clients, args.client_processes, "load", pids, fleets)
-            )
-            api_dropped: list[str] = []
-            with contextlib.suppress(httpx.HTTPError):
-                metrics = httpx.get(
-                    f"{stack.api.url}/metrics",
-                    timeout=10,
-                    trust_env=False,
-                    headers={"Authorization": f"Bearer {stack.token}"},
-                ).text
-                api_dropped = [
-                    line
-                    for line in metrics.splitlines()
-                    if line.startswith("pantau_api_feed_events_dropped_total")
-                ]
-            summaries = [f.finish() for f in fleets]
-        print_table(runs, args.target)
-        published = sum(s.get("published", 0) for s in summaries)
-        acked = sum(s.get("acked", 0) for s in summaries)
-        lag = max((s.get("lag_p99", 0.0) for s in summaries), default=0.0)
-        print(
-            f"fleet: published {published:.0f}, acked {acked:.0f}, publisher lag p99 "
-            f"{lag * 1e3:.0f} ms (ingest/s above: readings the collector wrote per second, "
-            f"vs {args.rate:.0f}/s published); api: {' '.join(api_dropped) or 'n/a'}"
-        )
-        print(NOISE_NOTE)
-    except BaseException:
-        if stack is not None:
-            print(stack.tails(), file=sys.stderr)
-        raise
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-            if stack is not None:  # running_api keeps its log in a folder of its own
-                shutil.rmtree(stack.api.log_path.parent, ignore_errors=True)
+    with (
+        running_stack(registry, root, keep=args.keep) as stack,
+        fleet_publishers(stack.broker.url, stack.registry, args.publishers) as fleets,
+    ):
+        live = wait_until_live(stack, len(registry), args.interval, 180.0)
+        print(f"live: {live}", flush=True)
+        pids = stack.pids() | {f"fleet{n}": f.process.pid for n, f in enumerate(fleets)}
+        if not args.no_baseline:
+            runs.append(measure(stack, args, 1, 1, "baseline", pids, fleets))
+        runs.append(measure(stack, args, args.clients, args.client_processes, "load", pids, fleets))
+        api_dropped: list[str] = []
+        with contextlib.suppress(httpx.HTTPError):
+            metrics = httpx.get(
+                f"{stack.api.url}/metrics",
+                timeout=10,
+                trust_env=False,
+                headers={"Authorization": f"Bearer {stack.token}"},
+            ).text
+            api_dropped = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("pantau_api_feed_events_dropped_total")
+            ]
+        summaries = [f.finish() for f in fleets]
+    print_table(runs, args.target)
+    published = sum(s.get("published", 0) for s in summaries)
+    acked = sum(s.get("acked", 0) for s in summaries)
+    lag = max((s.get("lag_p99", 0.0) for s in summaries), default=0.0)
+    print(
+        f"fleet: published {published:.0f}, acked {acked:.0f}, publisher lag p99 "
+        f"{lag * 1e3:.0f} ms (ingest/s above: readings the collector wrote per second, "
+        f"vs {args.rate:.0f}/s published); api: {' '.join(api_dropped) or 'n/a'}"
+    )
+    print(NOISE_NOTE)
 
 
 if __name__ == "__main__":
