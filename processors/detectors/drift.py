@@ -272,8 +272,6 @@ class DriftDetector:
     ) -> None:
         self.threshold = threshold
         self.fast = fast
-        self.slow = slow
-        self.spread_rate = spread_rate
         self.warmup = warmup
         self.min_stations = min_stations
         self.max_lag_s = max_lag_s
@@ -290,6 +288,7 @@ class DriftDetector:
         self.r_spread = np.full((0, m), np.nan)
         self.r_learned = np.zeros((0, m), dtype=np.int64)
         self._scratch = Scratch()
+        # The value's and the residual's baselines learn alike: at `slow` and `spread_rate`.
         self._baseline = Baseline(slow, spread_rate)
 
     def ensure(self, capacity: int) -> None:

@@ -2,8 +2,8 @@
 bank against its reference twins, in the same run.
 
 Run: .venv/bin/python tests/benchmarks/bench_processors.py [--devices 10000] [--batch 100000]
-     [--district-size 20] [--profile]  (per-function profile of the bank; pyinstrument if
-     installed, else cProfile)
+     [--district-size 20] [--spacing 60] [--day-of-data] [--profile]  (--profile: a
+     per-function profile of the bank; pyinstrument if installed, else cProfile)
 
 Batches of air-quality readings (5 fields each) spread over the devices, several readings per
 device per batch, slightly out of order, with a few redeliveries; devices sit in districts of
@@ -33,12 +33,19 @@ from processors.detectors.reference import ReferenceBank, ReferenceDrift
 _DRIFT_WARMUP = 5
 
 
-def make_batch(rng: np.random.Generator, devices: int, size: int, start: float, district_size: int):
-    """One batch: `size` readings over `devices` devices, 60 s apart per device."""
+def make_batch(
+    rng: np.random.Generator,
+    devices: int,
+    size: int,
+    start: float,
+    district_size: int,
+    spacing_s: float = 60.0,
+):
+    """One batch: `size` readings over `devices` devices, `spacing_s` apart per device."""
     spec = CATALOG["air_quality"]
     per_device = size // devices
     ids = np.repeat(np.array([f"aq-{d:05d}" for d in range(devices)]), per_device)
-    ts = start + np.tile(np.arange(per_device) * 60.0, devices)
+    ts = start + np.tile(np.arange(per_device) * spacing_s, devices)
     values = np.full((len(ids), len(spec.fields)), np.nan)
     for name, base in (
         ("pm25", 35.0),
@@ -65,6 +72,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--district-size", type=int, default=20, help="stations per district")
+    parser.add_argument("--spacing", type=float, default=60.0, help="s between a device's readings")
+    parser.add_argument(
+        "--day-of-data",
+        action="store_true",
+        help="warm the bank up on a day of readings first, so every station has a 24-hour mean "
+        "and an ISPU (the twins compute no indicators: their warm-up stays two batches)",
+    )
     parser.add_argument("--profile", action="store_true", help="profile the bank, no twin")
     args = parser.parse_args()
     rng = np.random.default_rng(1)
@@ -75,11 +89,20 @@ def main() -> None:
     bank.drift.warmup = _DRIFT_WARMUP
     start = 1.73e9
     per_device = args.batch // args.devices
-    batches = [
-        make_batch(rng, args.devices, args.batch, start + k * per_device * 60.0, args.district_size)
-        for k in range(args.batches + 2)
-    ]
-    for batch in batches[:2]:  # warm-up: every device known, detectors past their warm-up
+    span = per_device * args.spacing  # time one batch covers
+
+    def batch_at(k: int):
+        return make_batch(
+            rng, args.devices, args.batch, start + k * span, args.district_size, args.spacing
+        )
+
+    # Warm-up: every device known, detectors past their warm-up (and with --day-of-data a day
+    # of readings behind every station). The twins get the last two warm-up batches.
+    warm = max(2, int(np.ceil(25 * 3600.0 / span))) if args.day_of_data else 2
+    for k in range(warm - 2):
+        bank.process(*batch_at(k))
+    batches = [batch_at(k) for k in range(warm - 2, warm + args.batches)]
+    for batch in batches[:2]:
         bank.process(*batch)
     if args.profile:
         profile(bank, batches[2:], start)
@@ -101,7 +124,8 @@ def main() -> None:
     print(
         f"batches of {args.batch:,} readings over {args.devices:,} devices "
         f"({per_device} per device per batch, 1 % redelivered, shuffled; "
-        f"districts of {args.district_size})"
+        f"districts of {args.district_size}; readings {args.spacing:g} s apart"
+        f"{'; after a day of data' if args.day_of_data else ''})"
     )
     print(f"readings/s, best of {args.batches} batches:          wall-clock     CPU time")
     rows = [
