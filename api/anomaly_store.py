@@ -11,10 +11,11 @@ import dataclasses
 from typing import Any
 
 from api.anomaly_ids import AnomalyKey, anomaly_id
-from api.influx_async import AsyncInflux, rows
-from api.livestate import Ack, Anomaly, finite_number
+from api.livestate import Anomaly
 from api.queries import AnomalyFilter, acks_query, anomalies_query, anomaly_lookup_query
-from ingest.lineprotocol import escape_string_field, escape_tag
+from pantau.derived import Ack, finite_number
+from pantau.influx_async import AsyncInflux, rows
+from pantau.lineprotocol import point
 
 __all__ = ["AnomalyStore"]
 
@@ -75,8 +76,6 @@ class AnomalyStore:
 
     async def acknowledge(self, anomaly: Anomaly, ack: Ack) -> None:
         """Store an acknowledgement."""
-        tags = ",".join(f"{t}={escape_tag(str(getattr(anomaly, t)))}" for t in _TAGS)
-        fields = (
-            f"by={escape_string_field(ack.by)},at={ack.at!r},note={escape_string_field(ack.note)}"
-        )
-        await self.influx.write(f"anomaly_ack,{tags} {fields} {anomaly.ts_ns}")
+        tags = {t: str(getattr(anomaly, t)) for t in _TAGS}
+        fields: dict[str, float | str] = {"by": ack.by, "at": ack.at, "note": ack.note}
+        await self.influx.write(point("anomaly_ack", tags, fields, anomaly.ts_ns))

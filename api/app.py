@@ -19,7 +19,6 @@ from api.anomaly_store import AnomalyStore
 from api.broker import BrokerLink
 from api.context import ApiContext
 from api.feed import FeedHub
-from api.influx_async import AsyncInflux
 from api.limits import BodyLimitMiddleware
 from api.livestate import LiveState
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -29,9 +28,10 @@ from api.ratelimit import RateLimiter
 from api.routes import anomalies, devices, dimensions, feed, health, indicators
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
-from ingest.influx import InfluxError
-from ingest.registry import Registry
-from ingest.settings import Settings
+from pantau.influx import InfluxError
+from pantau.influx_async import AsyncInflux
+from pantau.registry import Registry
+from pantau.settings import Settings
 
 __all__ = ["create_app"]
 

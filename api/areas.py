@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from api.livestate import DISTRICT_DEVICE, IndicatorEntry, finite_number
+from api.livestate import IndicatorEntry
+from pantau.derived import DISTRICT_DEVICE, finite_number
 
 __all__ = ["FLOOD_STATUSES", "area_metrics", "area_summary"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -12,9 +11,11 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from api.livestate import ACK_PREFIX, LiveState
-from ingest.settings import Settings, mqtt_endpoint
-from ingest.tls import client_tls_context, describe_tls_error, is_verify_failure
+from api.livestate import LiveState
+from pantau.backoff import Backoff
+from pantau.derived import ACKS_ALL, derived_filter
+from pantau.settings import Settings, mqtt_endpoint
+from pantau.tls import client_tls_context, describe_tls_error, is_verify_failure
 
 __all__ = ["BrokerLink"]
 
@@ -49,7 +50,7 @@ class BrokerLink:
     async def run(self) -> None:
         """Follow the broker until cancelled."""
         endpoint = mqtt_endpoint(self.settings.mqtt_url)
-        delay = 0.5
+        backoff = Backoff(0.5, self.settings.reconnect_max_s)
         while True:
             try:
                 async with aiomqtt.Client(
@@ -63,11 +64,11 @@ class BrokerLink:
                     max_queued_incoming_messages=100_000,
                 ) as client:
                     self._client = client
-                    for topic in (f"pantau/derived/{self.settings.api_city}/#", f"{ACK_PREFIX}#"):
+                    for topic in (derived_filter(self.settings.api_city), ACKS_ALL):
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     log.info("api connected to broker", extra={"client_id": self.client_id})
-                    delay = 0.5
+                    backoff.reset()
                     taken = 0
                     async for message in client.messages:
                         self._take(str(message.topic), message.payload)
@@ -84,8 +85,7 @@ class BrokerLink:
             finally:
                 self._client = None
                 self.connected.clear()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.reconnect_max_s)
+            await asyncio.sleep(backoff.next_delay())
 
     def _take(self, topic: str, payload: Any) -> None:
         if self.on_message is not None:

@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from api.tokens import Scope, TokenStore
-from ingest.logs import configure_logging
-from ingest.registry import Registry
-from ingest.settings import Settings
+from pantau.logs import configure_logging
+from pantau.registry import Registry
+from pantau.settings import Settings
 
 __all__ = ["api", "tokens"]
 

@@ -15,13 +15,13 @@ from api.anomaly_store import AnomalyStore
 from api.areas import area_metrics, area_summary
 from api.broker import BrokerLink
 from api.feed import FeedHub
-from api.influx_async import AsyncInflux
 from api.livestate import IndicatorEntry, LiveState
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
-from ingest.settings import Settings
+from pantau.influx_async import AsyncInflux
+from pantau.settings import Settings
 
 __all__ = ["ApiContext", "context"]
 

@@ -7,7 +7,6 @@ Two replicas fed the same messages hold the same state.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -15,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from api.anomaly_ids import anomaly_id, ts_to_ns
-from ingest.registry import Registry
+from pantau.derived import (
+    DISTRICT_DEVICE,
+    Ack,
+    AnomalyEvent,
+    IndicatorEvent,
+    ReadingSummary,
+    finite_number,
+    parse_ack_topic,
+    parse_derived_topic,
+)
+from pantau.registry import Registry
 
 __all__ = [
     "Ack",
@@ -27,10 +36,6 @@ __all__ = [
     "finite_number",
 ]
 
-DERIVED_PREFIX: Final = "pantau/derived/"
-ACK_PREFIX: Final = "pantau/ops/ack/"
-DISTRICT_DEVICE: Final = "_district"
-ALL: Final = "_all"  # per-city batch summaries: pantau/derived/{city}/_all/{kind}/_all/readings
 # A device without a registry interval is offline after this long without a reading.
 _DEFAULT_INTERVAL_S: Final = 300.0
 _OFFLINE_AFTER_INTERVALS: Final = 3.0
@@ -71,15 +76,6 @@ class IndicatorEntry:
     device_id: str
     ts: float
     values: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """Who acknowledged an anomaly, when, and why."""
-
-    by: str
-    at: float
-    note: str
 
 
 @dataclass(slots=True)
@@ -123,14 +119,6 @@ class Anomaly:
         }
 
 
-def finite_number(value: Any) -> float | None:
-    """A JSON number as a finite float; None for anything else (bools, strings, NaN, inf)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 @dataclass
 class LiveState:
     """Devices, newest readings, latest indicators and recent anomalies."""
@@ -166,112 +154,91 @@ class LiveState:
     def _apply(
         self, topic: str, payload: dict[str, Any]
     ) -> dict[str, Any] | list[dict[str, Any]] | None:
-        if topic.startswith(ACK_PREFIX):
-            return self._apply_ack(topic[len(ACK_PREFIX) :], payload)
-        parts = topic[len(DERIVED_PREFIX) :].split("/")
-        if not topic.startswith(DERIVED_PREFIX) or len(parts) != 5:
+        acked = parse_ack_topic(topic)
+        if acked is not None:
+            return self._apply_ack(acked, payload)
+        where = parse_derived_topic(topic)
+        if where is None:
             return None
-        city, district, kind, device, what = parts
-        if what == "readings" and district == ALL and device == ALL:
+        city, district, kind, device = where.city, where.district, where.kind, where.device_id
+        if where.is_batch_summary:
             batch = payload.get("readings")
             if not isinstance(batch, list):
                 return None
             events = []
             for item in batch:
-                if isinstance(item, dict):
-                    place = item.get("district")
-                    name = item.get("device_id")
-                    if isinstance(place, str) and isinstance(name, str):
-                        event = self._reading(city, place, kind, name, item)
-                        if event is not None:
-                            events.append(event)
+                summary = ReadingSummary.from_json(item)
+                if summary is not None:
+                    events.append(self._reading(city, kind, summary))
             return events
-        if what == "reading":
+        if where.what == "reading":
             # The retained per-device copy: state only; the feed has it from the batch message.
-            self._reading(city, district, kind, device, payload)
+            summary = ReadingSummary.from_json(payload, district=district, device_id=device)
+            if summary is not None:
+                self._reading(city, kind, summary)
             return None
-        ts = finite_number(payload.get("ts"))
-        if ts is None:
-            return None
-        if what == "indicator":
-            skip = {"ts", "kind", "device_id"}
-            values = {k: v for k, v in payload.items() if k not in skip}
+        if where.what == "indicator":
+            indicator = IndicatorEvent.from_json(payload, kind=kind, device_id=device)
+            if indicator is None:
+                return None
             if device != DISTRICT_DEVICE:
                 self._see(device, kind, city, district)
             self.indicators[(kind, district, device)] = IndicatorEntry(
-                kind, city, district, device, ts, values
+                kind, city, district, device, indicator.ts, indicator.values
             )
             self.version += 1
             return {
                 "type": "indicator",
-                "ts": ts,
+                "ts": indicator.ts,
                 "kind": kind,
                 "city": city,
                 "district": district,
                 "device_id": device,
-                "values": values,
+                "values": indicator.values,
             }
-        if what == "anomaly":
-            anomaly = self._anomaly_from(payload, ts, city, district, kind, device)
-            if anomaly is None:
+        if where.what == "anomaly":
+            event = AnomalyEvent.from_json(payload, kind=kind, device_id=device)
+            if event is None:
                 return None
+            self._see(device, kind, city, district)
+            anomaly = Anomaly(
+                id=anomaly_id(device, event.detector, event.field, ts_to_ns(event.ts)),
+                ts=event.ts,
+                kind=kind,
+                city=city,
+                district=district,
+                device_id=device,
+                detector=event.detector,
+                field=event.field,
+                severity=event.severity,
+                score=event.score,
+                value=event.value,
+            )
             self.add_anomalies([anomaly])
             return {"type": "anomaly", **anomaly.as_json()}
         return None
 
-    def _reading(
-        self, city: str, district: str, kind: str, device: str, payload: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        ts = finite_number(payload.get("ts"))
-        values = payload.get("values")
-        if ts is None or not isinstance(values, dict):
-            return None
-        numbers = {k: v for k, v in values.items() if finite_number(v) is not None}
+    def _reading(self, city: str, kind: str, summary: ReadingSummary) -> dict[str, Any]:
+        device, district = summary.device_id, summary.district
         self._see(device, kind, city, district)
         old = self.readings.get(device)
-        if old is None or ts >= old.ts:
-            self.readings[device] = Reading(ts, numbers)
+        if old is None or summary.ts >= old.ts:
+            self.readings[device] = Reading(summary.ts, summary.values)
         self.version += 1
         return {
             "type": "reading",
-            "ts": ts,
+            "ts": summary.ts,
             "kind": kind,
             "city": city,
             "district": district,
             "device_id": device,
-            "values": numbers,
+            "values": summary.values,
         }
 
-    def _anomaly_from(
-        self, payload: dict[str, Any], ts: float, city: str, district: str, kind: str, device: str
-    ) -> Anomaly | None:
-        detector, field_name = payload.get("detector"), payload.get("field")
-        severity = payload.get("severity", "warning")
-        if not (
-            isinstance(detector, str) and isinstance(field_name, str) and isinstance(severity, str)
-        ):
-            return None
-        self._see(device, kind, city, district)
-        return Anomaly(
-            id=anomaly_id(device, detector, field_name, ts_to_ns(ts)),
-            ts=ts,
-            kind=kind,
-            city=city,
-            district=district,
-            device_id=device,
-            detector=detector,
-            field=field_name,
-            severity=severity,
-            score=finite_number(payload.get("score")),
-            value=finite_number(payload.get("value")),
-        )
-
     def _apply_ack(self, ident: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        at = finite_number(payload.get("at"))
-        by, note = payload.get("by"), payload.get("note", "")
-        if at is None or not isinstance(by, str) or not isinstance(note, str):
+        ack = Ack.from_json(payload)
+        if ack is None:
             return None
-        ack = Ack(by, at, note)
         anomaly = self.anomalies.get(ident)
         if anomaly is None:
             if len(self.pending_acks) >= _MAX_ANOMALIES:

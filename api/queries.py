@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 
 from api.anomaly_ids import AnomalyKey
 from api.problems import Problem
-from ingest.influx import quote_identifier, quote_literal
+from pantau import timestamps
+from pantau.influx import quote_identifier, quote_literal
 from processors.catalog import CATALOG
 
 __all__ = [
@@ -24,22 +24,15 @@ __all__ = [
 ]
 
 SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
-_NUMBER: Final = re.compile(r"[+-]?\d{1,12}(?:\.\d{1,9})?")
 _SEVERITIES: Final = frozenset({"critical", "warning", "info"})
 
 
 def parse_time(text: str, name: str) -> float:
     """Epoch seconds from epoch seconds or an RFC 3339 time with a zone; 422 otherwise."""
-    if _NUMBER.fullmatch(text):
-        value = float(text)
-    else:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise Problem(422, f"{name}: not epoch seconds or an RFC 3339 time") from None
-        if moment.tzinfo is None:
-            raise Problem(422, f"{name}: an RFC 3339 time needs a zone (Z or +07:00)")
-        value = moment.timestamp()
+    try:
+        value = timestamps.parse_time(text)
+    except timestamps.TimestampError as exc:
+        raise Problem(422, f"{name}: {exc}") from None
     if not math.isfinite(value) or not 0 <= value < 2**33:
         raise Problem(422, f"{name}: out of range")
     return value

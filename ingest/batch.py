@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
@@ -15,9 +14,11 @@ import numpy.typing as npt
 from numpy.dtypes import StringDType
 
 from ingest.decode import DecodeError, NonFinite, decode_payload
-from ingest.registry import Registry
 from ingest.rejections import Reason, Rejection
-from ingest.topics import DeviceTopic, TopicError, parse_topic
+from pantau.lineprotocol import encode_columns
+from pantau.registry import Registry
+from pantau.timestamps import TimestampError, parse_time
+from pantau.topics import DeviceTopic, TopicError, parse_topic
 from processors.catalog import CATALOG, KindSpec
 
 __all__ = ["Batch", "BatchBuilder", "KindColumns", "Limits"]
@@ -66,6 +67,12 @@ class KindColumns:
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+    def line_protocol(self) -> str:
+        """Line protocol for every reading: one line per reading, no trailing newline."""
+        return encode_columns(
+            self.series, self.spec.field_names, self.values, self.present, self.ts_ns
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,15 +428,10 @@ def _timestamps(
 
 def _rfc3339(text: str) -> float | None:
     """Epoch seconds of an RFC 3339 timestamp with a zone offset; None if it is not one."""
-    if len(text) > 40 or len(text) < 20:
-        return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return parse_time(text, epoch=False, full=True)
+    except TimestampError:
         return None
-    if moment.tzinfo is None:  # a time without an offset is ambiguous across time zones
-        return None
-    return moment.timestamp()
 
 
 def _detail(

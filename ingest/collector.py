@@ -17,15 +17,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest._backoff import Backoff
 from ingest.batch import Batch, BatchBuilder, Limits
-from ingest.derived import Derivation, Derived
-from ingest.lineprotocol import encode_readings
+from ingest.derivation import Derivation, Derived
 from ingest.metrics import CollectorMetrics
-from ingest.registry import Registry
-from ingest.settings import Settings, mqtt_endpoint
 from ingest.store import DurableStore
-from ingest.tls import client_tls_context, describe_tls_error
+from pantau.backoff import Backoff
+from pantau.registry import Registry
+from pantau.settings import Settings, mqtt_endpoint
+from pantau.tls import client_tls_context, describe_tls_error
 
 __all__ = ["Collector"]
 
@@ -367,7 +366,7 @@ class Collector:
         return True
 
     def _encode(self, batch: Batch, derived_lines: list[str]) -> bytes:
-        parts = [encode_readings(columns) for columns in batch.columns.values()]
+        parts = [columns.line_protocol() for columns in batch.columns.values()]
         parts += derived_lines
         if batch.rejections:
             parts.append(self._store.encode_rejections(batch.rejections))

@@ -12,15 +12,15 @@ from typing import Any
 import click
 
 from ingest.collector import Collector
-from ingest.derived import Derivation
-from ingest.influx import InfluxClient
-from ingest.logs import configure_logging
+from ingest.derivation import Derivation
 from ingest.metrics import CollectorMetrics
-from ingest.registry import Registry
-from ingest.settings import Settings, mqtt_endpoint
 from ingest.spool import Spool
 from ingest.store import DurableStore
-from ingest.tls import TlsConfigError, client_tls_context
+from pantau.influx import InfluxClient
+from pantau.logs import configure_logging
+from pantau.registry import Registry
+from pantau.settings import Settings, mqtt_endpoint
+from pantau.tls import TlsConfigError, client_tls_context
 
 __all__ = ["ingest"]
 

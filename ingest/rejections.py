@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Reason", "Rejection"]
+from pantau.lineprotocol import point
+
+__all__ = ["Reason", "Rejection", "encode_rejections"]
 
 
 class Reason(StrEnum):
@@ -50,3 +53,28 @@ class Rejection:
     index: int = -1
     kind: str = "unknown"
     device_id: str = ""
+
+
+def encode_rejections(
+    rejections: Iterable[Rejection], *, collector: str, first_ns: int
+) -> tuple[str, int]:
+    """Line protocol for the `rejected` measurement, and the next free timestamp.
+
+    Rejections carry no trustworthy observation time, so each gets a distinct receive-time
+    timestamp (first_ns, first_ns + 1, ...) and the collector's id as a tag: two rejections
+    never overwrite each other, not even across collector replicas.
+    """
+    lines: list[str] = []
+    ts = first_ns
+    for rejection in rejections:
+        tags = {"reason": rejection.reason.value, "kind": rejection.kind, "collector": collector}
+        fields: dict[str, str | int] = {
+            "topic": rejection.topic,
+            "device_id": rejection.device_id,
+            "detail": rejection.detail,
+            "payload": rejection.payload.decode("utf-8", errors="backslashreplace"),
+            "index": rejection.index,
+        }
+        lines.append(point("rejected", tags, fields, ts))
+        ts += 1
+    return "\n".join(lines), ts

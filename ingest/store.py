@@ -8,11 +8,12 @@ import threading
 import time
 from typing import Final
 
-from ingest.influx import InfluxClient, InfluxClientError, InfluxUnavailableError
-from ingest.lineprotocol import encode_rejections
 from ingest.metrics import CollectorMetrics
-from ingest.rejections import Reason, Rejection
+from ingest.rejections import Reason, Rejection, encode_rejections
 from ingest.spool import Spool, SpoolFullError
+from pantau.backoff import Backoff
+from pantau.influx import InfluxClient, InfluxClientError, InfluxUnavailableError
+from processors.catalog import KINDS
 
 __all__ = ["DurableStore"]
 
@@ -46,7 +47,7 @@ class DurableStore:
         self._payload_bytes = rejected_payload_bytes
         self._healthy = True
         self._next_probe = 0.0
-        self._probe_delay = 0.5
+        self._probe = Backoff(0.5, _PROBE_MAX_S, jitter=False)
         self._spool_full = False
         self._next_rejection_ns = 0
         self._update_spool_metrics()
@@ -88,7 +89,7 @@ class DurableStore:
 
         Returns False only when `stop` is set or `deadline` passes first.
         """
-        delay = 0.1
+        wait = Backoff(0.1, 2.0, jitter=False)
         while True:
             if self._healthy:
                 try:
@@ -113,13 +114,13 @@ class DurableStore:
                 return True
             # Full spool: only InfluxDB coming back can make room, so keep probing it.
             self.replay(budget_s=1.0, force_probe=True)
+            delay = wait.next_delay()
             if deadline is not None and time.monotonic() + delay > deadline:
                 return False
             if stop is not None and stop.wait(delay):
                 return False
             if stop is None:
                 time.sleep(delay)
-            delay = min(2.0, delay * 2)
 
     def replay(self, *, budget_s: float = 0.05, force_probe: bool = False) -> int:
         """Replay spooled records oldest first for up to `budget_s`; return how many went."""
@@ -148,7 +149,7 @@ class DurableStore:
                     extra={"records": self._spool.records},
                 )
             self._healthy = True
-            self._probe_delay = 0.5
+            self._probe.reset()
             if self._spool_full:
                 log.info("spool has room again; acknowledging resumes")
                 self._spool_full = False
@@ -165,8 +166,7 @@ class DurableStore:
         if self._healthy:
             log.warning("InfluxDB unavailable; spooling batches", extra={"error": error})
         self._healthy = False
-        self._next_probe = time.monotonic() + self._probe_delay
-        self._probe_delay = min(_PROBE_MAX_S, self._probe_delay * 2)
+        self._next_probe = time.monotonic() + self._probe.next_delay()
 
     def _write(self, body: bytes) -> None:
         """Write a body; lines InfluxDB refuses (4xx) become rejections, the rest is written."""
@@ -246,6 +246,6 @@ def _refusal(line: bytes, message: str, payload_bytes: int) -> Rejection:
         detail=message,
         topic="",
         payload=line[:payload_bytes],
-        kind=kind if kind in ("air_quality", "water_level", "streetlight") else "unknown",
+        kind=kind if kind in KINDS else "unknown",
         device_id=device.group(1).decode(errors="replace") if device else "",
     )

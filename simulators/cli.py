@@ -19,10 +19,10 @@ from typing import Final
 
 import click
 
-from ingest.logs import configure_logging
-from ingest.registry import Registry
-from ingest.settings import Settings
-from ingest.tls import TlsConfigError, client_tls_context
+from pantau.logs import configure_logging
+from pantau.registry import Registry
+from pantau.settings import Settings
+from pantau.tls import TlsConfigError, client_tls_context
 from simulators.clock import VirtualClock
 from simulators.engine import FleetSimulator
 from simulators.faults import FaultEvent, write_ground_truth

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ingest.registry import Registry
+from pantau.registry import Registry
 from processors.catalog import KINDS
 from simulators.air import AirQualityModel
 from simulators.faults import FaultEvent

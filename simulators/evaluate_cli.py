@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ingest.derived import facts_from_registry
-from ingest.influx import InfluxClient, quote_identifier, quote_literal
-from ingest.registry import Registry
+from pantau.influx import InfluxClient, quote_identifier, quote_literal
+from pantau.registry import Registry, facts_from_registry
 from processors.catalog import CATALOG
 from simulators.datasets import Series
 from simulators.evaluate import DETECTORS_FOR, Report, TypeScore, evaluate_all, run_series, score

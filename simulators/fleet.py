@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Final
 
-from ingest.registry import Device, Registry
+from pantau.registry import Device, Registry
 from simulators.purbalingga import DISTRICTS, District
 
 __all__ = ["DEFAULT_INTERVAL_S", "KIND_PREFIX", "purbalingga_fleet", "with_interval"]

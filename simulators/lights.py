@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ingest.registry import Device
+from pantau.registry import Device
 from processors.catalog import KindSpec, kind_spec
 from processors.sun import is_daylight, solar_elevation_deg
 from simulators.model import local_hour

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Final
 
-from ingest.registry import Registry
+from pantau.registry import Registry
 from simulators.clock import VirtualClock
 from simulators.engine import FleetSimulator
 from simulators.faults import FaultEvent

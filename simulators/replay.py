@@ -16,7 +16,7 @@ from typing import Protocol
 import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]  # no type stubs installed
 
-from ingest.topics import reading_topic
+from pantau.topics import reading_topic
 from simulators.clock import VirtualClock
 from simulators.engine import Outgoing
 from simulators.formats import Item, Record, ReplayFormat, slug

@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ingest.registry import Device
+from pantau.registry import Device
 from processors.catalog import KindSpec, kind_spec
 from simulators.model import WIB_OFFSET_S, day_index, local_hour
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import random
 import selectors
 import ssl
 import time
@@ -25,8 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.settings import mqtt_endpoint
-from ingest.tls import describe_tls_error
+from pantau.backoff import Backoff
+from pantau.settings import mqtt_endpoint
+from pantau.tls import describe_tls_error
 
 __all__ = ["DeviceCredentials", "MqttPublisher", "PublishError", "load_credentials"]
 
@@ -74,7 +74,7 @@ class _Link:
         self.connected = False
         self.refused: str | None = None
         self.retry_at: float | None = None
-        self.failures = 0
+        self.backoff = Backoff(0.5, _RECONNECT_MAX_S)
         self.window = 20  # unacknowledged messages allowed; set from the broker's CONNACK
 
 
@@ -93,7 +93,7 @@ class MqttPublisher:
     ) -> None:
         """Describe the connections; nothing connects until `open()`.
 
-        `tls_context` (see ingest.tls.client_tls_context) is used for mqtts:// URLs; without
+        `tls_context` (see pantau.tls.client_tls_context) is used for mqtts:// URLs; without
         one they verify the broker against the system trust store.
         """
         self._endpoint = mqtt_endpoint(url)
@@ -110,7 +110,6 @@ class MqttPublisher:
         self._links: dict[str, _Link] = {}
         self._backlog: set[_Link] = set()  # links with bytes paho could not write yet
         self._next_maintenance = 0.0
-        self._random = random.Random()
         self.published = 0
         self.acked = 0
         self.refused = 0  # PUBACKs with a failure reason (e.g. not authorised)
@@ -202,7 +201,7 @@ class MqttPublisher:
             log.error("connection refused", extra={"client": link.name, "reason": str(reason)})
             return
         link.connected = True
-        link.failures = 0
+        link.backoff.reset()
         # Mosquitto disconnects a v5 client that exceeds the Receive Maximum it announced.
         limit = getattr(properties, "ReceiveMaximum", None)
         link.window = min(self._inflight, limit or self._inflight)
@@ -304,10 +303,8 @@ class MqttPublisher:
             if isinstance(exc, ssl.SSLError):
                 host, port = self._endpoint.host, self._endpoint.port
                 log.error(describe_tls_error(exc, host, port), extra={"client": link.name})
-            link.failures += 1
             # Full jitter, capped: a fleet of devices must not reconnect in lockstep.
-            ceiling = min(_RECONNECT_MAX_S, 0.5 * 2.0 ** min(link.failures, 16))
-            link.retry_at = now + self._random.uniform(0.0, ceiling)
+            link.retry_at = now + link.backoff.next_delay()
             log.warning("reconnect failed", extra={"client": link.name, "error": str(exc)})
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from api.tokens import Scope, TokenStore
-from ingest.services import free_port
+from pantau.dev import free_port
 from tests.ingest_helpers import PANTAU, terminate, wait_for
 
 

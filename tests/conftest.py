@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.services import InfluxDBService, MosquittoService, free_port
+from pantau.dev import InfluxDBService, MosquittoService, free_port
 from tests.api_helpers import ApiProcess, running_api
 
 EXAMPLE_REGISTRY = Path(__file__).parents[1] / "deploy" / "registry.example.csv"

@@ -21,8 +21,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.influx import InfluxClient
-from ingest.settings import mqtt_endpoint
+from pantau.influx import InfluxClient
+from pantau.settings import mqtt_endpoint
 
 PANTAU = str(Path(sys.executable).with_name("pantau"))
 

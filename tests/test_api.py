@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from ingest.registry import Device, Registry
+from pantau.registry import Device, Registry
 from tests.api_helpers import ApiProcess, running_api
 from tests.conftest import influx_admin
 from tests.ingest_helpers import publish_all, publisher, running_collector, wait_for

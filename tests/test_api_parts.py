@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import get_args
 
 import pytest
 from hypothesis import given
@@ -18,10 +17,8 @@ from api.livestate import LiveState
 from api.problems import Problem
 from api.queries import AnomalyFilter, anomalies_query, history_query, parse_time
 from api.ratelimit import RateLimiter
-from api.routes.params import Kind
 from api.scoring import ScoringModel, ScoringModelError
 from api.tokens import Scope, TokenStore
-from processors.catalog import KINDS
 
 MODEL = Path(__file__).parents[1] / "deploy" / "scoring-model.toml"
 
@@ -270,7 +267,3 @@ def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
     assert limiter.wait_s("b", 0.0) == 0.0  # its own bucket
     assert limiter.wait_s("a", 0.5) == 0.0  # one more after half a second
     assert RateLimiter(rate=0.0, burst=1.0).wait_s("a", 0.0) == 0.0  # off
-
-
-def test_route_kinds_are_the_catalog_kinds() -> None:
-    assert get_args(Kind) == KINDS

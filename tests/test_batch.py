@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ingest.batch import BatchBuilder, Limits
-from ingest.registry import Device, Registry
 from ingest.rejections import Reason
+from pantau.registry import Device, Registry
 
 NOW = 1_732_700_100.0
 AQ = "city/purbalingga/bobotsari/air_quality/aq-0042"

@@ -26,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from api.broker import BrokerLink
 from api.livestate import LiveState
-from ingest.broker_auth import (
+from pantau.broker_auth import (
     ACL_NAME,
     PASSWORD_NAME,
     CredentialStore,
@@ -34,13 +34,13 @@ from ingest.broker_auth import (
     render_acl,
     verify_password,
 )
-from ingest.cli import main as pantau_main
-from ingest.influx import InfluxClient
-from ingest.registry import Device, Registry
-from ingest.services import InfluxDBService, MosquittoService, free_port
-from ingest.services.mosquitto import TlsListener
-from ingest.settings import Settings
-from ingest.tls import TlsConfigError, client_tls_context
+from pantau.cli import main as pantau_main
+from pantau.dev import InfluxDBService, MosquittoService, free_port
+from pantau.dev.mosquitto import TlsListener
+from pantau.influx import InfluxClient
+from pantau.registry import Device, Registry
+from pantau.settings import Settings
+from pantau.tls import TlsConfigError, client_tls_context
 from tests.ingest_helpers import count, pantau, running_collector, wait_for
 
 pytestmark = pytest.mark.integration

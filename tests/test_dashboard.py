@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.influx import InfluxClient
+from pantau.influx import InfluxClient
 from tests.ingest_helpers import count, publish_all, publisher, running_collector, wait_for
 
 pytestmark = pytest.mark.integration

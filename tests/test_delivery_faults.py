@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.influx import InfluxClient
-from ingest.services import InfluxDBService, MosquittoService, free_port
+from pantau.dev import InfluxDBService, MosquittoService, free_port
+from pantau.influx import InfluxClient
 from tests.ingest_helpers import (
     Stream,
     running_collector,

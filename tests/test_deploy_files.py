@@ -22,9 +22,9 @@ import click
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev tools
 
-from ingest.broker_auth import ACL_NAME, PASSWORD_NAME, SERVICE_ACCOUNTS
-from ingest.cli import main as pantau_cli
-from ingest.settings import Settings, mqtt_endpoint
+from pantau.broker_auth import ACL_NAME, PASSWORD_NAME, SERVICE_ACCOUNTS
+from pantau.cli import main as pantau_cli
+from pantau.settings import Settings, mqtt_endpoint
 from processors.catalog import CATALOG
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -115,7 +115,7 @@ def _seconds(duration: str) -> float:
 def _settings_field(variable: str) -> str:
     assert variable.startswith("PANTAU_"), variable
     name = variable.removeprefix("PANTAU_").lower()
-    assert name in Settings.model_fields, f"{variable} is not a setting (ingest/settings.py)"
+    assert name in Settings.model_fields, f"{variable} is not a setting (pantau/settings.py)"
     return name
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.cli import main
+from pantau.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -14,9 +14,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.influx import InfluxClient
-from ingest.registry import Device, Registry
-from ingest.settings import mqtt_endpoint
+from pantau.influx import InfluxClient
+from pantau.registry import Device, Registry
+from pantau.settings import mqtt_endpoint
 from processors.indicators import ispu_index
 from tests.ingest_helpers import publish_all, publisher, rows, running_collector, wait_for
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ingest.influx import InfluxClient
-from ingest.registry import Device, Registry
+from pantau.influx import InfluxClient
+from pantau.registry import Device, Registry
 from processors.catalog import CATALOG
 from tests.ingest_helpers import (
     count,

@@ -9,8 +9,8 @@ from hypothesis.extra.numpy import arrays
 from numpy.dtypes import StringDType
 
 from ingest.batch import KindColumns
-from ingest.lineprotocol import encode_readings, encode_rejections, escape_string_field
-from ingest.rejections import Reason, Rejection
+from ingest.rejections import Reason, Rejection, encode_rejections
+from pantau.lineprotocol import escape_string_field
 from processors.catalog import CATALOG
 
 
@@ -53,7 +53,7 @@ def kind_columns(draw: st.DrawFn) -> KindColumns:
 @settings(max_examples=150, deadline=None)
 @given(kind_columns())
 def test_vectorised_encoding_matches_reference(columns: KindColumns) -> None:
-    assert encode_readings(columns) == reference_lines(columns)
+    assert columns.line_protocol() == reference_lines(columns)
 
 
 def test_encoded_floats_parse_back_exactly() -> None:
@@ -68,7 +68,7 @@ def test_encoded_floats_parse_back_exactly() -> None:
         values[:, :3],
         np.ones((1, 3), dtype=np.bool_),
     )
-    line = encode_readings(columns)
+    line = columns.line_protocol()
     parsed = [float(kv.split("=")[1]) for kv in line.split(" ")[1].split(",")]
     assert parsed == values[0, :3].tolist()
 

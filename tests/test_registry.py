@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.registry import COLUMNS, Device, Registry, RegistryError
+from pantau.registry import COLUMNS, Device, Registry, RegistryError
 from processors.catalog import KINDS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "registry.example.csv"

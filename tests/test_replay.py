@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ingest.influx import InfluxClient
+from pantau.influx import InfluxClient
 from simulators.cli import replay
 from simulators.formats import (
     FORMATS,

@@ -18,9 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.cli import main
-from ingest.services import InfluxDBService, MosquittoService, ServiceError, free_port
-from ingest.services._process import ManagedProcess, port_accepts
+from pantau.cli import main
+from pantau.dev import InfluxDBService, MosquittoService, ServiceError, free_port
+from pantau.dev.process import ManagedProcess, port_accepts
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ def test_influxdb_config_stays_off_default_ports(tmp_path: Path) -> None:
 
 
 def test_start_reports_missing_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ingest.services.mosquitto.find_binary", lambda _name: None)
+    monkeypatch.setattr("pantau.dev.mosquitto.find_binary", lambda _name: None)
     with pytest.raises(ServiceError, match="not installed"):
         MosquittoService(tmp_path, free_port()).start()
 

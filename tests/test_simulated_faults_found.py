@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ingest.influx import InfluxClient
+from pantau.influx import InfluxClient
 from simulators.faults import read_ground_truth
 from simulators.fleet import purbalingga_fleet, with_interval
 from tests.ingest_helpers import count, pantau, running_collector, wait_for

@@ -19,9 +19,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.influx import InfluxClient
-from ingest.registry import Device, Registry
-from ingest.settings import mqtt_endpoint
+from pantau.influx import InfluxClient
+from pantau.registry import Device, Registry
+from pantau.settings import mqtt_endpoint
 from processors.catalog import CATALOG
 from processors.sun import sunrise_sunset
 from simulators.air import AirQualityModel

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.anomaly_ids import parse_anomaly_id
 from api.auth import require
 from api.context import context
-from api.livestate import ACK_PREFIX, Ack
 from api.problems import Problem
 from api.queries import AnomalyFilter, parse_time
 from api.routes.params import Kind, Segment
 from api.tokens import Scope, TokenRecord
-from ingest.influx import InfluxError, InfluxUnavailableError
+from pantau.derived import Ack, ack_topic
+from pantau.influx import InfluxError, InfluxUnavailableError
 
 __all__ = ["router"]
 
@@ -93,12 +93,12 @@ async def acknowledge(
     except InfluxError as exc:
         raise Problem(502, f"InfluxDB refused the acknowledgement: {exc}") from None
     anomaly.acknowledged = ack
-    payload = {"by": ack.by, "at": ack.at, "note": ack.note}
+    payload = ack.as_json()
     ctx.state.add_anomalies([anomaly])
-    events = ctx.state.apply(f"{ACK_PREFIX}{anomaly.id}", payload)
+    events = ctx.state.apply(ack_topic(anomaly.id), payload)
     try:
         # Other replicas learn at once; they would also find it in InfluxDB on their next query.
-        await ctx.link.publish(f"{ACK_PREFIX}{anomaly.id}", payload)
+        await ctx.link.publish(ack_topic(anomaly.id), payload)
     except ConnectionError:
         for event in events:
             ctx.hub.publish(event)

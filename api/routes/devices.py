@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import require
 from api.context import context
-from api.influx_async import rows
 from api.livestate import DeviceInfo
 from api.problems import Problem
 from api.queries import check_segment, history_query, parse_time
 from api.routes.params import DeviceId, Kind, Segment
 from api.tokens import Scope
-from ingest.influx import InfluxError, InfluxUnavailableError
+from pantau.influx import InfluxError, InfluxUnavailableError
+from pantau.influx_async import rows
 from processors.catalog import CATALOG
 
 __all__ = ["router"]

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import require
 from api.context import context
-from api.livestate import DISTRICT_DEVICE, LiveState
+from api.livestate import LiveState
 from api.problems import Problem
 from api.routes.params import Kind, Segment
 from api.tokens import Scope
+from pantau.derived import DISTRICT_DEVICE
 
 __all__ = ["router"]
 

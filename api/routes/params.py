@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Path, Query
 
+from processors.catalog import KINDS
+
 __all__ = ["DeviceId", "Kind", "Segment"]
 
-# The catalog's kinds (processors.catalog.KINDS), spelled out so OpenAPI lists them.
-Kind = Literal["air_quality", "water_level", "streetlight"]
+# One of the catalog's kinds; OpenAPI lists them as an enum.
+Kind = Annotated[
+    str, Query(pattern=f"^({'|'.join(KINDS)})$", json_schema_extra={"enum": list(KINDS)})
+]
 # A topic segment: city, district or device id.
 Segment = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")]
 DeviceId = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,64}$")]

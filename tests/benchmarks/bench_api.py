@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 
 from api.tokens import Scope, TokenStore
-from ingest.registry import Registry
-from ingest.services import InfluxDBService, MosquittoService, free_port
+from pantau.dev import InfluxDBService, MosquittoService, free_port
+from pantau.registry import Registry
 from simulators.fleet import purbalingga_fleet, with_interval
 from tests.api_helpers import ApiProcess, running_api
 from tests.ingest_helpers import running_collector, scrape, wait_for
@@ -179,7 +179,7 @@ def publish_fleet(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from ingest.settings import mqtt_endpoint
+    from pantau.settings import mqtt_endpoint
 
     registry = Registry.from_csv(Path(registry_csv))
     devices = sorted(registry, key=lambda d: d.device_id)

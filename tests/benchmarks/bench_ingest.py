@@ -29,7 +29,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.services import InfluxDBService, MosquittoService, free_port
+from pantau.dev import InfluxDBService, MosquittoService, free_port
 
 HERE = Path(__file__).resolve().parent
 PANTAU = str(Path(sys.executable).with_name("pantau"))

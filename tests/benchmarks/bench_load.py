@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ingest.services import MosquittoService, free_port
+from pantau.dev import MosquittoService, free_port
 from simulators.load import LoadPlan, run_load
 
 DEFAULT_RATES = "1000,2000,5000,8000,10000,12000,15000,20000"

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from ingest.influx import InfluxUnavailableError, check_write, query_series, quote_identifier
-from ingest.settings import Settings
+from pantau.influx import InfluxUnavailableError, check_write, query_series, quote_identifier
+from pantau.settings import Settings
 
 __all__ = ["AsyncInflux", "rows"]
 

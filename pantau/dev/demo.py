@@ -14,12 +14,11 @@ from typing import Final
 import click
 import httpx
 
-from api.tokens import Scope, TokenStore
-from ingest.settings import Settings
+from pantau.settings import Settings
 
 __all__ = ["demo"]
 
-_PANTAU: Final = [sys.executable, "-m", "ingest.cli"]
+_PANTAU: Final = [sys.executable, "-m", "pantau.cli"]
 _FAULTS: Final = "spike=0.002,stuck=0.0005,dropout=0.0005,lamp_out=0.001,day_burn=0.001"
 
 
@@ -38,6 +37,20 @@ def _api_ready(url: str) -> bool:
         return httpx.get(f"{url}/health/ready", timeout=1, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _create_token(tokens_file: Path) -> str:
+    # The API owns its token store: ask its command, never import the API.
+    command = ["tokens", "create", "--scope", "operate", "--name", "demo"]
+    made = subprocess.run(
+        [*_PANTAU, *command, "--tokens-file", str(tokens_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise click.ClickException(f"pantau tokens create failed:\n{made.stderr}")
+    return made.stdout.strip()
 
 
 @click.command()
@@ -61,7 +74,7 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
     up = subprocess.run([*_PANTAU, "services", "up"], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         raise click.ClickException(f"pantau services up failed:\n{up.stderr}")
-    token, _ = TokenStore(settings.effective_tokens_file).create(Scope.OPERATE, "demo")
+    token = _create_token(settings.effective_tokens_file)
     common = ["--registry", str(registry)]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 

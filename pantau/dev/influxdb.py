@@ -9,7 +9,7 @@ from typing import Final
 
 import httpx
 
-from ingest.services._process import (
+from pantau.dev.process import (
     ManagedProcess,
     ServiceError,
     find_binary,

@@ -1,13 +1,10 @@
 """Derived data: run the processors on each batch; render anomalies and indicators.
 
 Anomalies and indicators go into the same InfluxDB write as the readings (measurements
-`anomaly` and `indicator`) and onto the derived topics
-`pantau/derived/{city}/{district}/{kind}/{device_id}/{anomaly|indicator}` (indicators retained,
-so a fresh API replica learns the current state at once). District-level indicators use the
-device id `_district`. Each batch also publishes its newest reading per device: all of them
-in one `pantau/derived/{city}/_all/{kind}/_all/readings` message per city (the live feeds), and
-retained per device on `…/{device_id}/reading` (at most every 10 s). Points
-carry the reading's observation time, so a redelivered batch rewrites the same points.
+`anomaly` and `indicator`) and onto the derived topics of `pantau.derived` (the contract with
+the API). Each batch also publishes its newest reading per device: all of them in one
+readings message per city (the live feeds), and retained per device (at most every 10 s).
+Points carry the reading's observation time, so a redelivered batch rewrites the same points.
 """
 
 from __future__ import annotations
@@ -25,9 +22,17 @@ from typing import Any, Final
 import numpy as np
 
 from ingest.batch import Batch, KindColumns
-from ingest.lineprotocol import escape_string_field
-from ingest.registry import Registry
-from processors.bank import SEVERITY, DeviceFacts, KindProcessor
+from pantau.derived import (
+    DISTRICT_DEVICE,
+    AnomalyEvent,
+    IndicatorEvent,
+    ReadingSummary,
+    derived_topic,
+    readings_topic,
+)
+from pantau.lineprotocol import point
+from pantau.registry import Registry, facts_from_registry
+from processors.bank import SEVERITY, KindProcessor
 from processors.catalog import CATALOG
 from processors.detectors import Findings
 from processors.live import Indicators
@@ -36,8 +41,6 @@ __all__ = ["Derivation", "Derived", "DerivedMessage"]
 
 log = logging.getLogger(__name__)
 
-TOPIC_PREFIX: Final = "pantau/derived"
-DISTRICT_DEVICE: Final = "_district"
 # An unchanged category or status is re-sent at most this often per device: numbers such as
 # an energy counter move with every reading, and one message per reading would double the
 # broker's load. A changed label (category, alert level, ...) is sent at once.
@@ -45,7 +48,6 @@ INDICATOR_EVERY_S: Final = 60.0
 # A device's retained latest-reading message is refreshed at most this often; a newer reading
 # held back meanwhile goes out with the next silence sweep.
 SUMMARY_RETAIN_EVERY_S: Final = 10.0
-ALL: Final = "_all"  # topic segment of the per-city batch summaries
 # One anomaly per device, field and detector is reported per episode: a stuck sensor flags
 # every reading, and an alarm storm helps nobody. A new report needs this much quiet first.
 ANOMALY_QUIET_S: Final = 3600.0
@@ -75,29 +77,6 @@ class Derived:
         self.lines += other.lines
         self.messages += other.messages
         self.anomalies += other.anomalies
-
-
-def facts_from_registry(registry: Registry | None) -> dict[str, DeviceFacts]:
-    """Registry facts the processors need, by device id."""
-    if registry is None:
-        return {}
-    nan = float("nan")
-
-    def value(x: float | None) -> float:
-        return nan if x is None else float(x)
-
-    return {
-        d.device_id: DeviceFacts(
-            lat=d.lat,
-            lon=d.lon,
-            interval_s=d.interval_s,
-            rated_w=value(d.rated_w),
-            waspada_cm=value(d.waspada_cm),
-            siaga_cm=value(d.siaga_cm),
-            awas_cm=value(d.awas_cm),
-        )
-        for d in registry
-    }
 
 
 class Derivation:
@@ -185,28 +164,32 @@ class Derivation:
                 device = bank.device_id(row)
                 city, district = self._places.get(device, ("unknown", "unknown"))
                 field_name = names[column] if column >= 0 else "device"
-                fields = [f"score={score!r}"] + (
-                    [f"value={value!r}"] if math.isfinite(value) else []
-                )
-                derived.lines.append(
-                    f"anomaly,city={city},district={district},device_id={device},kind={kind},"
-                    f"detector={finding.detector},field={field_name},severity={severity} "
-                    f"{','.join(fields)} {round(ts * 1e6) * 1000}"
-                )
-                payload = {
-                    "ts": ts,
-                    "kind": kind,
+                tags = {
+                    "city": city,
+                    "district": district,
                     "device_id": device,
+                    "kind": kind,
                     "detector": finding.detector,
                     "field": field_name,
                     "severity": severity,
-                    "score": score,
-                    "value": value if math.isfinite(value) else None,
                 }
+                known = math.isfinite(value)
+                fields = {"score": score, "value": value} if known else {"score": score}
+                derived.lines.append(point("anomaly", tags, fields, round(ts * 1e6) * 1000))
+                event = AnomalyEvent(
+                    ts,
+                    kind,
+                    device,
+                    finding.detector,
+                    field_name,
+                    severity,
+                    score,
+                    value if known else None,
+                )
                 derived.messages.append(
                     DerivedMessage(
-                        f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/anomaly",
-                        json.dumps(payload).encode(),
+                        derived_topic(city, district, kind, device, "anomaly"),
+                        json.dumps(event.as_json()).encode(),
                         retain=False,
                     )
                 )
@@ -261,17 +244,14 @@ class Derivation:
         if last is not None and last[1] == signature and now - last[0] < INDICATOR_EVERY_S:
             return
         self._sent[key] = (now, signature)
-        fields = [f"{k}={v!r}" for k, v in finite.items()]
-        fields += [f"{k}={escape_string_field(v)}" for k, v in texts.items()]
-        derived.lines.append(
-            f"indicator,city={city},district={district},device_id={device},kind={kind} "
-            f"{','.join(fields)} {round(ts * 1e6) * 1000}"
-        )
-        payload: dict[str, Any] = {"ts": ts, "kind": kind, "device_id": device, **finite, **texts}
+        tags = {"city": city, "district": district, "device_id": device, "kind": kind}
+        values: dict[str, float | str] = {**finite, **texts}
+        derived.lines.append(point("indicator", tags, values, round(ts * 1e6) * 1000))
+        event = IndicatorEvent(ts, kind, device, values)
         derived.messages.append(
             DerivedMessage(
-                f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/indicator",
-                json.dumps(payload).encode(),
+                derived_topic(city, district, kind, device, "indicator"),
+                json.dumps(event.as_json()).encode(),
                 retain=True,
             )
         )
@@ -300,17 +280,13 @@ class Derivation:
             }
             device = str(ids[row])
             city, district = str(columns.cities[row]), str(columns.districts[row])
-            summary = {
-                "ts": int(columns.ts_ns[row]) / 1e9,
-                "device_id": device,
-                "district": district,
-                "readings": count,
-                "values": values,
-            }
+            summary = ReadingSummary(
+                int(columns.ts_ns[row]) / 1e9, device, district, count, values
+            ).as_json()
             per_city.setdefault(city, []).append(summary)
             key = (kind, district, device)
             retained = DerivedMessage(
-                f"{TOPIC_PREFIX}/{city}/{district}/{kind}/{device}/reading",
+                derived_topic(city, district, kind, device, "reading"),
                 json.dumps({**summary, "kind": kind}).encode(),
                 retain=True,
                 qos=0,  # the newest reading only: a later one replaces a lost one
@@ -324,7 +300,7 @@ class Derivation:
         for city, summaries in per_city.items():
             derived.messages.append(
                 DerivedMessage(
-                    f"{TOPIC_PREFIX}/{city}/{ALL}/{kind}/{ALL}/readings",
+                    readings_topic(city, kind),
                     json.dumps({"kind": kind, "readings": summaries}).encode(),
                     retain=False,
                     qos=0,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 import numpy as np
 
+from pantau.timestamps import parse_time
 from processors.bank import KindProcessor
 from processors.catalog import CATALOG, generic_spec
 
@@ -17,15 +17,7 @@ __all__ = ["detect"]
 
 
 def _seconds(text: str, offset_h: float) -> float:
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone(timedelta(hours=offset_h)) if offset_h else UTC)
-    return moment.timestamp()
+    return parse_time(text.strip(), naive_utc_offset_h=offset_h)
 
 
 def _value(text: str) -> float:

@@ -1,7 +1,7 @@
 """Private Mosquitto and InfluxDB instances for development and tests (`pantau services`)."""
 
-from ingest.services._process import ServiceError, ensure_installed, free_port
-from ingest.services.influxdb import InfluxDBService
-from ingest.services.mosquitto import MosquittoService
+from pantau.dev.influxdb import InfluxDBService
+from pantau.dev.mosquitto import MosquittoService
+from pantau.dev.process import ServiceError, ensure_installed, free_port
 
 __all__ = ["InfluxDBService", "MosquittoService", "ServiceError", "ensure_installed", "free_port"]

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.services._process import ManagedProcess, ServiceError, find_binary, port_accepts
+from pantau.dev.process import ManagedProcess, ServiceError, find_binary, port_accepts
 
 __all__ = ["MosquittoService", "TlsListener"]
 

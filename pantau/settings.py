@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     # Where things are.
     mqtt_url: str = "mqtt://127.0.0.1:11883"
-    # TLS for mqtts:// URLs (ingest/tls.py): the CA that signed the broker's certificate
+    # TLS for mqtts:// URLs (pantau/tls.py): the CA that signed the broker's certificate
     # (default: the system trust store), and an optional client certificate and key.
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None

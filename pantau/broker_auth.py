@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ingest.registry import Registry
+from pantau.derived import ACKS_ALL, DERIVED_ALL
+from pantau.registry import Registry
 
 __all__ = [
     "ACL_NAME",
@@ -48,11 +49,11 @@ SERVICE_ACCOUNTS: Final[Mapping[str, tuple[str, ...]]] = {
         # `city/#` covers $share/GROUP/city/... too; brokers that check the subscription
         # filter itself see the prefix, which this line allows.
         "topic read $share/+/city/#",
-        "topic write pantau/derived/#",
+        f"topic write {DERIVED_ALL}",
     ),
     "pantau-api": (
-        "topic read pantau/derived/#",
-        "topic readwrite pantau/ops/ack/#",
+        f"topic read {DERIVED_ALL}",
+        f"topic readwrite {ACKS_ALL}",
     ),
 }
 

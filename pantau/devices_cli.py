@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ingest.broker_auth import (
+from pantau.broker_auth import (
     ACL_NAME,
     PASSWORD_NAME,
     SERVICE_ACCOUNTS,
@@ -23,7 +23,7 @@ from ingest.broker_auth import (
     merge_logins_csv,
     write_broker_files,
 )
-from ingest.registry import Device, Registry, RegistryError
+from pantau.registry import Device, Registry, RegistryError
 
 __all__ = ["devices"]
 

@@ -6,7 +6,7 @@ import re
 import ssl
 from pathlib import Path
 
-from ingest.settings import Settings, mqtt_endpoint
+from pantau.settings import Settings, mqtt_endpoint
 
 __all__ = ["TlsConfigError", "client_tls_context", "describe_tls_error", "is_verify_failure"]
 

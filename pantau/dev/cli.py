@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from ingest.services._process import ServiceError, ensure_installed, free_port
-from ingest.services.influxdb import InfluxDBService
-from ingest.services.mosquitto import MosquittoService
-from ingest.settings import Settings
+from pantau.dev.influxdb import InfluxDBService
+from pantau.dev.mosquitto import MosquittoService
+from pantau.dev.process import ServiceError, ensure_installed, free_port
+from pantau.settings import Settings
 
 __all__ = ["services"]
 

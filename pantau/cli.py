@@ -11,16 +11,16 @@ __all__ = ["main"]
 
 # Subcommand name -> "module:attribute". Loaded lazily so `pantau ingest` never imports the API.
 _SUBCOMMANDS: Final = {
-    "services": "ingest.services.cli:services",
+    "services": "pantau.dev.cli:services",
     "ingest": "ingest.collector_cli:ingest",
     "simulate": "simulators.cli:simulate",
     "replay": "simulators.cli:replay",
-    "detect": "ingest.detect_cli:detect",
+    "detect": "simulators.detect_cli:detect",
     "evaluate": "simulators.evaluate_cli:evaluate",
     "api": "api.cli:api",
     "tokens": "api.cli:tokens",
-    "demo": "api.demo:demo",
-    "devices": "ingest.devices_cli:devices",
+    "demo": "pantau.dev.demo:demo",
+    "devices": "pantau.devices_cli:devices",
 }
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from pantau.lineprotocol import series_key
 from processors.catalog import CATALOG
 
 __all__ = ["DeviceTopic", "TopicError", "parse_topic", "reading_topic"]
@@ -34,7 +35,8 @@ class DeviceTopic:
     def series_key(self) -> str:
         """The line-protocol measurement and tag set of this device's readings."""
         # Segments are restricted to [a-z0-9_-], so no line-protocol escaping is needed.
-        return f"{self.kind},city={self.city},district={self.district},device_id={self.device_id}"
+        tags = {"city": self.city, "district": self.district, "device_id": self.device_id}
+        return series_key(self.kind, tags, plain=True)
 
 
 def parse_topic(topic: str) -> DeviceTopic:

@@ -14,9 +14,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from processors.bank import DeviceFacts
 from processors.catalog import KINDS, kind_spec
 
-__all__ = ["COLUMNS", "REQUIRED_COLUMNS", "Device", "Registry", "RegistryError"]
+__all__ = [
+    "COLUMNS",
+    "REQUIRED_COLUMNS",
+    "Device",
+    "Registry",
+    "RegistryError",
+    "facts_from_registry",
+]
 
 COLUMNS: Final = (
     "device_id",
@@ -373,3 +381,26 @@ def _device(values: dict[str, str]) -> Device:
         rated_w=number("rated_w"),
         river=values.get("river") or None,
     )
+
+
+def facts_from_registry(registry: Registry | None) -> dict[str, DeviceFacts]:
+    """Registry facts the processors need, by device id."""
+    if registry is None:
+        return {}
+    nan = float("nan")
+
+    def value(x: float | None) -> float:
+        return nan if x is None else float(x)
+
+    return {
+        d.device_id: DeviceFacts(
+            lat=d.lat,
+            lon=d.lon,
+            interval_s=d.interval_s,
+            rated_w=value(d.rated_w),
+            waspada_cm=value(d.waspada_cm),
+            siaga_cm=value(d.siaga_cm),
+            awas_cm=value(d.awas_cm),
+        )
+        for d in registry
+    }

@@ -1,0 +1,1 @@
+"""Pantau's shared core: settings, registry, topics, the derived-message contract, InfluxDB."""
