@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Final
+from dataclasses import fields
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from processors.catalog import KindSpec
+from processors.catalog import DeviceFacts, KindSpec
 from processors.detectors import (
+    SEVERITY,
     BatchView,
+    Detector,
     DriftDetector,
     Findings,
-    RateDetector,
+    PhysicalRange,
+    Readings,
     SilenceDetector,
-    SpikeDetector,
-    StuckDetector,
-    streetlight_findings,
+    detectors_for,
 )
-from processors.detectors.base import split_cells
 from processors.live import Indicators, LiveIndicators
 from processors.state import (
     DeviceTable,
     LastReading,
-    RowOperand,
+    OrderedBatch,
+    SavedState,
     Scratch,
     cell_index,
     columns_any,
@@ -36,40 +37,19 @@ from processors.state import (
 
 __all__ = ["SEVERITY", "DeviceFacts", "KindProcessor"]
 
-# How urgent each finding is for the operations centre.
-SEVERITY: Final = {
-    "impossible": "critical",
-    "flood_rise": "critical",
-    "spike": "warning",
-    "stuck": "warning",
-    "rate_of_change": "warning",
-    "dropout": "warning",
-    "drift": "warning",
-    "lamp_out": "warning",
-    "power_off_rating": "warning",
-    "day_burn": "info",
-    "dim_not_honoured": "info",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFacts:
-    """What the registry knows of a device (NaN where it knows nothing)."""
-
-    lat: float = float("nan")
-    lon: float = float("nan")
-    interval_s: float = float("nan")
-    rated_w: float = float("nan")
-    waspada_cm: float = float("nan")
-    siaga_cm: float = float("nan")
-    awas_cm: float = float("nan")
+_D = TypeVar("_D", bound=Detector)
 
 
 _FACTS: Final = tuple(f.name for f in fields(DeviceFacts))
 
 
 class KindProcessor:
-    """All detectors of one kind over all its devices; state survives via snapshot/restore."""
+    """All detectors of one kind over all its devices; state survives via snapshot/restore.
+
+    The detectors are those registered for the kind (processors.detectors.registry);
+    `params` gives a detector, by name, its own keyword arguments. `report_all` False:
+    only flagged findings (faster; the live path).
+    """
 
     def __init__(
         self,
@@ -77,41 +57,45 @@ class KindProcessor:
         facts: Mapping[str, DeviceFacts] | None = None,
         *,
         report_all: bool = True,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.spec = spec
-        self.report_all = report_all  # False: only flagged findings (faster; the live path)
+        self.report_all = report_all
         self.facts = dict(facts or {})
         self.table = DeviceTable()
         self.last_ts = np.full(0, np.nan)
         self.device_facts = {name: np.full(0, np.nan) for name in _FACTS}
-        self.spike = SpikeDetector(spec.resolutions())
-        self.stuck = StuckDetector(spec.varies_mask())
-        names = spec.field_names
-        self.rate = RateDetector(
-            spec.max_rates_per_h(),
-            rise_field=names.index("level_cm") if "level_cm" in names else None,
-            rain_field=names.index("rain_mm") if "rain_mm" in names else None,
-        )
-        self._rain = names.index("rain_mm") if "rain_mm" in names else None
-        self.silence = SilenceDetector()
-        self.drift = DriftDetector(len(spec.fields))
+        self.detectors = detectors_for(spec, report_all=report_all, params=params)
         self.last = LastReading(len(spec.fields))
         self._district_table = DeviceTable()  # district name -> code - 1 (code 0: unknown)
         self.district_code = np.zeros(0, dtype=np.intp)
-        for detector in (self.spike, self.stuck, self.rate, self.silence, self.drift):
-            detector.report_all = report_all
         self.live = LiveIndicators(spec)
         self.districts = np.full(0, "", dtype=object)
         self._touched = np.zeros(0, dtype=np.bool_)  # devices with new readings since indicators()
-        self._lows, self._highs = spec.lows(), spec.highs()
+        self._range = PhysicalRange(spec)
         self._scratch = Scratch()  # per-batch buffers (see processors.state.Scratch)
-        self._low_row, self._high_row = RowOperand(self._lows), RowOperand(self._highs)
-        self._bounded = bool(np.isfinite(self._lows).all() and np.isfinite(self._highs).all())
         self._facts_filled = 0  # rows [0, _facts_filled) have their registry facts
 
-    def _parts(self) -> tuple[Any, ...]:
+    def detector(self, kind: type[_D]) -> _D:
+        """The bank's detector of a class (KeyError if the kind has none)."""
+        for detector in self.detectors:
+            if isinstance(detector, kind):
+                return detector
+        raise KeyError(f"no {kind.__name__} for {self.spec.kind}")
+
+    @property
+    def silence(self) -> SilenceDetector:
+        """The silence detector (for sweeps)."""
+        return self.detector(SilenceDetector)
+
+    @property
+    def drift(self) -> DriftDetector:
+        """The drift detector."""
+        return self.detector(DriftDetector)
+
+    def _parts(self) -> tuple[Detector | SavedState, ...]:
         """Every holder of per-device state arrays (for growing and snapshots)."""
-        return (self.spike, self.stuck, self.rate, self.silence, self.drift, self.live, self.last)
+        return (*self.detectors, self.live, self.last)
 
     def _ensure(self, rows: npt.NDArray[np.intp]) -> None:
         known = len(self.last_ts)
@@ -135,7 +119,8 @@ class KindProcessor:
             if facts is not None:
                 for name in _FACTS:
                     self.device_facts[name][row] = getattr(facts, name)
-        self.silence.known[start:stop] = self.device_facts["interval_s"][start:stop]
+        for detector in self.detectors:
+            detector.take_facts(self.device_facts, start, stop)
         self._facts_filled = stop
 
     def process(
@@ -152,41 +137,33 @@ class KindProcessor:
         if districts is not None:
             self._set_districts(rows, np.asarray(districts))
         present = np.asarray(present, dtype=np.bool_)
+        readings = Readings(rows, ts, values, present, self._range.usable(values, present))
+        order = order_batch(rows, ts, self.last_ts)
+        if len(order) == 0:
+            batch = BatchView.no_fresh(readings, self.district_code, self.device_facts)
+        else:
+            batch = self._view(readings, order)
+        findings: list[Findings] = []
+        for detector in self.detectors:
+            if batch.fresh or not detector.fresh_only:
+                findings += detector.process(batch)
+            else:
+                findings += [Findings.empty(report.finding) for report in detector.reports]
+        if batch.fresh:
+            carries = np.zeros(len(self.spec.fields), dtype=np.bool_)
+            carries[batch.columns] = True
+            self.live.learn(
+                order, batch.ts, batch.full, batch.usable, self.device_facts, carries=carries
+            )
+            self.last_ts[order.rows] = batch.ts[order.last]
+            self._touched[order.rows] = True
+        return findings
+
+    def _view(self, readings: Readings, order: OrderedBatch) -> BatchView:
+        """The fresh readings of a batch, round-major, gathered once for every detector."""
+        ts, values, ok = readings.ts, readings.values, readings.usable
         m = len(self.spec.fields)
         scratch = self._scratch
-        # Usable: present and physically possible. Within finite bounds implies finite (and
-        # NaN compares False), so the finiteness pass is only needed for infinite bounds.
-        ok = scratch("ok", values.shape, np.bool_)
-        within = scratch("in", values.shape, np.bool_)
-        with np.errstate(invalid="ignore"):
-            self._low_row.apply(np.greater_equal, values, ok)
-            self._high_row.apply(np.less_equal, values, within)
-            ok &= within
-            if not self._bounded:
-                ok &= np.isfinite(values, out=within)
-        ok &= present
-        # Present and not possible (ok is within present).
-        impossible = np.bitwise_xor(present, ok, out=scratch("bad", values.shape, np.bool_))
-        # Flat positions: numpy's 2-D nonzero is several times slower than flatnonzero.
-        at = np.flatnonzero(present if self.report_all else impossible)
-        r, f = split_cells(at, m)
-        bad = np.take(impossible, at)
-        findings = [
-            Findings(
-                "impossible",
-                r.astype(np.int64),
-                rows[r],
-                f.astype(np.intp),
-                ts[r],
-                np.take(values, at),
-                bad.astype(np.float64),
-                bad,
-            )
-        ]
-        order = order_batch(rows, ts, self.last_ts)
-        names = ["spike", "stuck", "rate_of_change", "flood_rise", "dropout", "drift"]
-        if len(order) == 0:
-            return findings + [Findings.empty(name) for name in names]
         index = order.index
         # Everything below is round-major (see order_batch) and gathered once per batch.
         # np.take: numpy's fancy row indexing is several times slower for narrow rows.
@@ -216,7 +193,7 @@ class KindProcessor:
                 np.take(usable, carried, axis=1, out=sub_usable, mode="clip")
         cells = cell_index(order.rows, carried, m)
         last, last_ts, last_ref = self.last.advance(order, cells, t, sub_values, sub_usable, ref)
-        batch = BatchView(
+        return BatchView(
             order,
             order.rows[order.group],
             t,
@@ -228,27 +205,12 @@ class KindProcessor:
             last,
             last_ts,
             last_ref,
+            full,
+            usable,
+            readings,
+            self.district_code,
+            self.device_facts,
         )
-        rain = full[:, self._rain] if self._rain is not None else np.empty(0)
-        rate, flood = self.rate.process(batch, rain)
-        findings += [self.spike.process(batch), self.stuck.process(batch), rate, flood]
-        findings.append(self.silence.process(batch))
-        findings.append(self.drift.process(batch, self.district_code))
-        self.live.learn(order, t, full, usable, self.device_facts, carries=carries)
-        self.last_ts[order.rows] = t[order.last]
-        self._touched[order.rows] = True
-        if self.spec.kind == "streetlight":
-            findings += streetlight_findings(
-                batch.rows,
-                t,
-                full,
-                usable,
-                ref,
-                lat=self.device_facts["lat"],
-                lon=self.device_facts["lon"],
-                rated_w=self.device_facts["rated_w"],
-            )
-        return findings
 
     def _set_districts(self, rows: npt.NDArray[np.intp], names: npt.NDArray[Any]) -> None:
         """Each device's district (the last given in the batch) and its code for the peers."""
@@ -283,23 +245,23 @@ class KindProcessor:
     # -- surviving a restart ---------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, npt.NDArray[Any]]:
-        """Every state array, by name, for saving (e.g. numpy.savez)."""
+        """Every state array, by name, for saving (e.g. numpy.savez); see restore()."""
         arrays: dict[str, npt.NDArray[Any]] = {
             "ids": np.array(self.table.ids, dtype=str),
             "last_ts": self.last_ts,
         }
         for part in self._parts():
-            for name, value in vars(part).items():
-                if isinstance(value, np.ndarray) and value.shape[:1] == self.last_ts.shape[:1]:
-                    arrays[f"{_label(part)}.{name}"] = value
+            arrays.update(part.save())
         arrays["districts"] = self.districts.astype(str)
         return arrays
 
     def restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
         """Load state saved by snapshot() (same kind); devices keep their rows.
 
-        A snapshot of an older layout (without the shared last readings) is ignored: the
-        detectors then start fresh rather than from state that no longer fits together.
+        Each detector (and the shared last readings, and the indicators) takes its declared
+        fields in its version, or starts fresh with a warning (processors.state.saved). A
+        snapshot of a layout without the shared last readings is ignored: the detectors then
+        start fresh rather than from state that no longer fits together.
         """
         if "last.value" not in arrays:
             return
@@ -308,11 +270,7 @@ class KindProcessor:
         # Every per-device array as long as last_ts (the capacity, which may exceed the table).
         capacity = len(self.last_ts)
         for part in self._parts():
-            for name, value in vars(part).items():
-                key = f"{_label(part)}.{name}"
-                if isinstance(value, np.ndarray) and key in arrays:
-                    setattr(part, name, np.array(arrays[key], dtype=value.dtype, order="C"))
-            part.ensure(capacity)  # state missing from the snapshot starts fresh
+            part.load(arrays, capacity)
         self.live.recount()
         self.districts = np.full(capacity, "", dtype=object)
         if "districts" in arrays:
@@ -325,7 +283,3 @@ class KindProcessor:
                 self.district_code[row] = self._district_table.row(str(name)) + 1
         self.device_facts = {name: np.full(capacity, np.nan) for name in _FACTS}
         self._fill_facts(0, len(self.table))  # the registry as it is now
-
-
-def _label(part: object) -> str:
-    return str(getattr(part, "name", type(part).__name__))

@@ -9,7 +9,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CATALOG", "KINDS", "FieldSpec", "KindSpec", "generic_spec", "kind_spec"]
+__all__ = [
+    "CATALOG",
+    "KINDS",
+    "DeviceFacts",
+    "FieldSpec",
+    "KindSpec",
+    "generic_spec",
+    "kind_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +230,16 @@ def generic_spec(names: tuple[str, ...], values: npt.NDArray[np.float64]) -> Kin
             )
         )
     return KindSpec("generic", tuple(fields))
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the registry knows of a device (NaN where it knows nothing)."""
+
+    lat: float = float("nan")
+    lon: float = float("nan")
+    interval_s: float = float("nan")
+    rated_w: float = float("nan")
+    waspada_cm: float = float("nan")
+    siaga_cm: float = float("nan")
+    awas_cm: float = float("nan")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ from processors.indicators import (
     time_to_next_level,
 )
 from processors.indicators.streetlight import local_day
-from processors.state import OrderedBatch, Scratch, columns_any, flat, grow
+from processors.state import OrderedBatch, SavedState, Scratch, StateField, columns_any, flat
 
 __all__ = ["Indicators", "LiveIndicators"]
 
@@ -104,8 +104,27 @@ class Indicators:
     district_ts: dict[str, float] = field(default_factory=dict)
 
 
-class LiveIndicators:
+class LiveIndicators(SavedState):
     """The live indicator state of one kind."""
+
+    name = "LiveIndicators"  # the snapshot label (the class name, as saved before versions)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("hour", -1),
+        StateField("sums", 0.0),
+        StateField("counts", 0.0),
+        StateField("ring_ts", np.nan),
+        StateField("ring_level", np.nan),
+        StateField("ring_next", 0),
+        StateField("lamp_ts", np.nan),
+        StateField("lamp_working", False),
+        StateField("lamp_due", False),
+        StateField("lamp_day", -1),
+        StateField("energy_first", np.nan),
+        StateField("energy_last", np.nan),
+        StateField("burn_s", 0.0),
+        StateField("burning", False),
+    )
 
     def __init__(self, spec: KindSpec) -> None:
         self.spec = spec
@@ -134,26 +153,6 @@ class LiveIndicators:
         """Rederive what is derived from the state arrays (after they were replaced)."""
         if self._air:
             self._reported = [bool(x) for x in np.any(self.counts, axis=(0, 2)).reshape(-1)]
-
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        for name, fill in (
-            ("hour", -1),
-            ("sums", 0.0),
-            ("counts", 0.0),
-            ("ring_ts", np.nan),
-            ("ring_level", np.nan),
-            ("ring_next", 0),
-            ("lamp_ts", np.nan),
-            ("lamp_working", False),
-            ("lamp_due", False),
-            ("lamp_day", -1),
-            ("energy_first", np.nan),
-            ("energy_last", np.nan),
-            ("burn_s", 0.0),
-            ("burning", False),
-        ):
-            setattr(self, name, grow(getattr(self, name), capacity, fill))
 
     def learn(
         self,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from processors.bank import KindProcessor
 from processors.catalog import CATALOG
-from processors.detectors.drift import DistrictLanes, DriftDetector
+from processors.detectors.drift import DistrictLanes
 from processors.detectors.reference import ReferenceDrift
 
 KINDS = ["air_quality", "water_level"]
@@ -80,8 +80,7 @@ def batches(draw: st.DrawFn) -> tuple[str, list[Batch]]:
 
 
 def fast_verdicts(kind: str, batches_: list[Batch], **params: Any) -> Verdicts:
-    bank = KindProcessor(CATALOG[kind])
-    bank.drift = DriftDetector(len(CATALOG[kind].fields), **params)
+    bank = KindProcessor(CATALOG[kind], params={"drift": params})
     verdicts: Verdicts = set()
     for number, (ids, ts, values, present, districts) in enumerate(batches_):
         m = len(CATALOG[kind].fields)

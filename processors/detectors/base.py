@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from processors.state import OrderedBatch
+from processors.state import OrderedBatch, order_batch
 
-__all__ = ["BatchView", "Findings", "split_cells"]
+__all__ = ["BatchView", "Findings", "Readings", "split_cells"]
 
 _Int = npt.NDArray[np.intp]
 _Float = npt.NDArray[np.float64]
@@ -83,12 +84,25 @@ class Findings:
 
 
 @dataclass(frozen=True, slots=True)
+class Readings:
+    """A batch as delivered (N readings, repeats included), with its devices' state rows."""
+
+    rows: _Int
+    ts: _Float
+    values: _Float  # (N x m), every catalog column
+    present: _Bool
+    usable: _Bool  # present and physically possible
+
+
+@dataclass(frozen=True, slots=True)
 class BatchView:
     """A batch's fresh readings, round-major (see order_batch), in the fields it carries.
 
     Arrays are per kept reading (K) or per kept reading and carried field (K x a); `columns`
     maps the a carried fields to catalog columns. Values are NaN where not usable, so any
     arithmetic on an unusable reading gives NaN and every comparison with it is False.
+    `full` and `usable` are the same readings in every catalog column (K x m); `readings` is
+    the batch as delivered; `district` and `facts` are per state row (device).
     """
 
     order: OrderedBatch
@@ -102,6 +116,42 @@ class BatchView:
     last: _Float  # the field's previous usable value on the device (NaN: none yet)
     last_ts: _Float
     last_ref: npt.NDArray[np.int64]
+    full: _Float
+    usable: _Bool
+    readings: Readings
+    district: _Int  # district code of every state row (0: unknown)
+    facts: Mapping[str, _Float]  # registry facts of every state row (see bank.DeviceFacts)
+
+    @staticmethod
+    def no_fresh(readings: Readings, district: _Int, facts: Mapping[str, _Float]) -> BatchView:
+        """The view of a batch without a fresh reading (all repeats or late)."""
+        m = readings.values.shape[1]
+        none = np.zeros(0, dtype=np.intp)
+        order = order_batch(none, np.zeros(0), np.zeros(0))
+        empty, cells = np.zeros((0, 0)), np.zeros((0, 0), dtype=np.intp)
+        return BatchView(
+            order,
+            none,
+            np.zeros(0),
+            np.zeros(0, dtype=np.int64),
+            none,
+            cells,
+            empty,
+            np.zeros((0, 0), dtype=np.bool_),
+            empty,
+            empty,
+            np.zeros((0, 0), dtype=np.int64),
+            np.zeros((0, m)),
+            np.zeros((0, m), dtype=np.bool_),
+            readings,
+            district,
+            facts,
+        )
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the batch has readings to learn from."""
+        return len(self.order) > 0
 
     def findings(
         self,

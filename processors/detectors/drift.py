@@ -45,13 +45,15 @@ slow twin.
 from __future__ import annotations
 
 import itertools
-from typing import Final
+from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings
-from processors.state import Scratch, flat, grow
+from processors.detectors.protocol import DetectorBase, Report
+from processors.state import Scratch, StateField, flat
 
 __all__ = ["MIN_STATIONS", "DistrictLanes", "DriftDetector"]
 
@@ -250,11 +252,23 @@ class DistrictLanes:
         return medians, counts
 
 
-class DriftDetector:
+class DriftDetector(DetectorBase):
     """Peer-relative drift detector over (devices x fields); see the module docstring."""
 
     name = "drift"
-    report_all = True  # False: findings only for flagged readings (the live path)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("mean", np.nan),  # the value's baseline ...
+        StateField("spread", np.nan),  # ... and its mean absolute deviation
+        StateField("learned", 0),
+        StateField("z", np.nan),  # latest standardised value, for the peers
+        StateField("z_ts", np.nan),  # its observation time
+        StateField("r_fast", np.nan),
+        StateField("r_base", np.nan),
+        StateField("r_spread", np.nan),
+        StateField("r_learned", 0),
+    )
+    reports: ClassVar[tuple[Report, ...]] = (Report("drift", "warning"),)
 
     def __init__(
         self,
@@ -269,6 +283,7 @@ class DriftDetector:
         max_lag_s: float = 3 * 3600.0,
         floor: float = 0.05,
         winsor: float = 8.0,
+        report_all: bool = True,
     ) -> None:
         self.threshold = threshold
         self.fast = fast
@@ -277,6 +292,7 @@ class DriftDetector:
         self.max_lag_s = max_lag_s
         self.floor = floor  # least residual spread (z units): a near-identical twin station
         self.winsor = winsor
+        self.report_all = report_all
         m = n_fields
         self.mean = np.full((0, m), np.nan)  # the value's baseline ...
         self.spread = np.full((0, m), np.nan)  # ... and its mean absolute deviation
@@ -291,18 +307,17 @@ class DriftDetector:
         # The value's and the residual's baselines learn alike: at `slow` and `spread_rate`.
         self._baseline = Baseline(slow, spread_rate)
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        for name in ("mean", "spread", "z", "z_ts", "r_fast", "r_base", "r_spread"):
-            setattr(self, name, grow(getattr(self, name), capacity, np.nan))
-        self.learned = grow(self.learned, capacity, 0)
-        self.r_learned = grow(self.r_learned, capacity, 0)
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector for a kind: as many fields."""
+        return cls(len(spec.fields), report_all=report_all, **params)
 
-    def process(self, batch: BatchView, district: _Int) -> Findings:
-        """A batch (round-major, carried fields); `district` gives every state row's code."""
+    def process(self, batch: BatchView) -> list[Findings]:
+        """A batch (round-major, carried fields), judged against each device's district."""
         order, columns, cells = batch.order, batch.columns, batch.cells
+        district = batch.district
         if len(order) == 0:
-            return Findings.empty(self.name)
+            return [Findings.empty(self.name)]
         rows = order.rows
         values, present, ts = batch.values, batch.present, batch.ts
         capacity = len(self.z)
@@ -401,7 +416,7 @@ class DriftDetector:
         ):
             flat(state)[flat_cells] = part.reshape(-1)
         at = np.flatnonzero(judged_all if self.report_all else flag_all)
-        return batch.findings(self.name, at, np.take(score_all, at), np.take(flag_all, at))
+        return [batch.findings(self.name, at, np.take(score_all, at), np.take(flag_all, at))]
 
     def _judge(
         self,

@@ -7,16 +7,20 @@ for the operations centre; the same jump with no rain is `rate_of_change`, a sus
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, Self
+
 import numpy as np
 import numpy.typing as npt
 
+from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings, split_cells
-from processors.state import RowOperand, Scratch, grow
+from processors.detectors.protocol import DetectorBase, Report
+from processors.state import RowOperand, Scratch, StateField
 
 __all__ = ["RateDetector"]
 
 
-class RateDetector:
+class RateDetector(DetectorBase):
     """Vectorised rate-of-change detector; optionally rain-aware for one rising field.
 
     The reading each one is compared against is the field's previous usable reading
@@ -24,7 +28,15 @@ class RateDetector:
     """
 
     name = "rate_of_change"
-    report_all = True  # False: findings only for flagged readings (the live path)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("rain", 0.0),
+        StateField("rain_ts", np.nan),
+    )
+    reports: ClassVar[tuple[Report, ...]] = (
+        Report("rate_of_change", "warning"),
+        Report("flood_rise", "critical"),
+    )
 
     def __init__(
         self,
@@ -34,29 +46,34 @@ class RateDetector:
         rain_field: int | None = None,
         rain_memory_h: float = 3.0,
         rain_mm: float = 0.5,
+        report_all: bool = True,
     ) -> None:
         self.max_rate_per_h = np.asarray(max_rate_per_h, dtype=np.float64)
         self.rise_field = rise_field
         self.rain_field = rain_field
         self.rain_memory_h = rain_memory_h
         self.rain_mm = rain_mm
+        self.report_all = report_all
         self.rain = np.zeros(0)
         self.rain_ts = np.full(0, np.nan)
         self._scratch = Scratch()
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        self.rain = grow(self.rain, capacity, 0.0)
-        self.rain_ts = grow(self.rain_ts, capacity, np.nan)
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector for a kind: rain-aware for water level with a rain gauge."""
+        names = spec.field_names
+        return cls(
+            spec.max_rates_per_h(),
+            rise_field=names.index("level_cm") if "level_cm" in names else None,
+            rain_field=names.index("rain_mm") if "rain_mm" in names else None,
+            report_all=report_all,
+            **params,
+        )
 
-    def process(
-        self, batch: BatchView, rain_mm: npt.NDArray[np.float64]
-    ) -> tuple[Findings, Findings]:
-        """Rate findings, and flood-rise findings (empty unless rain-aware).
-
-        `rain_mm` is each reading's usable rain value, NaN where none (any length when the
-        detector is not rain-aware).
-        """
+    def process(self, batch: BatchView) -> list[Findings]:
+        """Rate findings, and flood-rise findings (empty unless rain-aware)."""
+        # Each reading's usable rain value, NaN where none.
+        rain_mm = batch.full[:, self.rain_field] if self.rain_field is not None else np.empty(0)
         values, last = batch.values, batch.last
         shape = values.shape
         limit = self.max_rate_per_h[batch.columns]
@@ -102,7 +119,7 @@ class RateDetector:
         flood_findings = batch.findings(
             "flood_rise", at[flood_at], score[flood_at], np.ones(int(flood_at.sum()), np.bool_)
         )
-        return rate_findings, flood_findings
+        return [rate_findings, flood_findings]
 
     def _rain(self, batch: BatchView, rain_mm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Recent rain per reading: exponentially decayed sum, including this reading's."""

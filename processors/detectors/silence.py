@@ -8,44 +8,66 @@ is learned from the device's own spacing (gaps excluded) when the registry has n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
 import numpy as np
 import numpy.typing as npt
 
+from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings
-from processors.state import grow
+from processors.detectors.protocol import DetectorBase, Report
+from processors.state import StateField
 
 __all__ = ["SilenceDetector"]
 
 
-class SilenceDetector:
+class SilenceDetector(DetectorBase):
     """Per-device silence detector with a sweep."""
 
     name = "dropout"
-    report_all = True  # False: findings only for flagged readings (the live path)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("last_ts", np.nan),
+        StateField("known", np.nan),  # registry interval (taken anew from the registry)
+        StateField("learned", np.nan),
+        StateField("silent", False),  # already reported by a sweep
+    )
+    reports: ClassVar[tuple[Report, ...]] = (Report("dropout", "warning"),)
 
-    def __init__(self, *, factor: float = 3.0, alpha: float = 0.1, min_interval_s: float = 1.0):
+    def __init__(
+        self,
+        *,
+        factor: float = 3.0,
+        alpha: float = 0.1,
+        min_interval_s: float = 1.0,
+        report_all: bool = True,
+    ) -> None:
         if factor <= 1 or not 0 < alpha <= 1:
             raise ValueError("need factor > 1 and 0 < alpha <= 1")
         self.factor = factor
         self.alpha = alpha
         self.min_interval_s = min_interval_s
+        self.report_all = report_all
         self.last_ts = np.full(0, np.nan)
         self.known = np.full(0, np.nan)  # registry interval
         self.learned = np.full(0, np.nan)
         self.silent = np.zeros(0, dtype=np.bool_)  # already reported by a sweep
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        self.last_ts = grow(self.last_ts, capacity, np.nan)
-        self.known = grow(self.known, capacity, np.nan)
-        self.learned = grow(self.learned, capacity, np.nan)
-        self.silent = grow(self.silent, capacity, False)
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector for a kind (the same for all)."""
+        return cls(report_all=report_all, **params)
+
+    def take_facts(self, facts: Mapping[str, npt.NDArray[Any]], start: int, stop: int) -> None:
+        """The registry's reporting interval of state rows [start, stop)."""
+        self.known[start:stop] = facts["interval_s"][start:stop]
 
     def interval(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
         """Expected reporting interval per device (registry first, else learned)."""
         return np.where(np.isnan(self.known[rows]), self.learned[rows], self.known[rows])
 
-    def process(self, batch: BatchView) -> Findings:
+    def process(self, batch: BatchView) -> list[Findings]:
         """Report the gaps the batch's readings end, learn their spacing, clear silences."""
         order, ts = batch.order, batch.ts
         rows = order.rows
@@ -80,16 +102,18 @@ class SilenceDetector:
         with np.errstate(invalid="ignore"):
             score = np.clip(gap[judged] / (2.0 * factor * interval[judged]), 0.0, 1.0)
         r = np.flatnonzero(judged)
-        return Findings(
-            self.name,
-            batch.ref[r],
-            batch.rows[r],
-            np.full(len(r), -1, dtype=np.intp),
-            (last + factor * interval)[r],  # when a sweep would have noticed
-            gap[r],
-            np.nan_to_num(score),
-            report[r],
-        )
+        return [
+            Findings(
+                self.name,
+                batch.ref[r],
+                batch.rows[r],
+                np.full(len(r), -1, dtype=np.intp),
+                (last + factor * interval)[r],  # when a sweep would have noticed
+                gap[r],
+                np.nan_to_num(score),
+                report[r],
+            )
+        ]
 
     def sweep(self, now: float) -> Findings:
         """Devices silent for more than `factor` intervals at `now`, each reported once."""

@@ -10,17 +10,20 @@ spikes are kept out of it. The decision needs the next reading: one reporting in
 from __future__ import annotations
 
 import itertools
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings
-from processors.state import Scratch, flat, grow
+from processors.detectors.protocol import DetectorBase, Report
+from processors.state import Scratch, StateField, flat
 
 __all__ = ["SpikeDetector"]
 
 
-class SpikeDetector:
+class SpikeDetector(DetectorBase):
     """Vectorised spike detector over (devices x fields).
 
     The middle reading of the window is the field's previous usable reading (`BatchView.last`,
@@ -29,7 +32,13 @@ class SpikeDetector:
     """
 
     name = "spike"
-    report_all = True  # False: findings only for flagged readings (the live path)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("prev", np.nan),
+        StateField("scale", np.nan),
+        StateField("learned", 0),
+    )
+    reports: ClassVar[tuple[Report, ...]] = (Report("spike", "warning"),)
 
     def __init__(
         self,
@@ -38,6 +47,7 @@ class SpikeDetector:
         threshold: float = 10.0,
         alpha: float = 0.05,
         warmup: int = 10,
+        report_all: bool = True,
     ) -> None:
         if threshold <= 0 or not 0 < alpha <= 1 or warmup < 0:
             raise ValueError("need threshold > 0, 0 < alpha <= 1, warmup >= 0")
@@ -45,19 +55,19 @@ class SpikeDetector:
         self.threshold = threshold
         self.alpha = alpha
         self.warmup = warmup
+        self.report_all = report_all
         m = len(self.resolution)
         self.prev = np.full((0, m), np.nan)
         self.scale = np.full((0, m), np.nan)
         self.learned = np.zeros((0, m), dtype=np.int64)
         self._scratch = Scratch()
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        self.prev = grow(self.prev, capacity, np.nan)
-        self.scale = grow(self.scale, capacity, np.nan)
-        self.learned = grow(self.learned, capacity, 0)
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector for a kind: its fields' resolutions."""
+        return cls(spec.resolutions(), report_all=report_all, **params)
 
-    def process(self, batch: BatchView) -> Findings:
+    def process(self, batch: BatchView) -> list[Findings]:
         """Judge the middle reading of each window a new reading completes; learn the batch."""
         order, cells = batch.order, batch.cells
         prev, scale = np.take(self.prev, cells), np.take(self.scale, cells)
@@ -152,12 +162,14 @@ class SpikeDetector:
         at = np.flatnonzero(s_all == s_all if self.report_all else spike_all)
         with np.errstate(invalid="ignore"):
             score = np.clip(np.take(s_all, at) / (2.0 * np.take(limit_all, at)), 0.0, 1.0)
-        return batch.findings(
-            self.name,
-            at,
-            score,
-            np.take(spike_all, at),
-            ts=np.take(batch.last_ts, at),
-            value=np.take(mid, at),
-            ref=np.take(batch.last_ref, at),
-        )
+        return [
+            batch.findings(
+                self.name,
+                at,
+                score,
+                np.take(spike_all, at),
+                ts=np.take(batch.last_ts, at),
+                value=np.take(mid, at),
+                ref=np.take(batch.last_ref, at),
+            )
+        ]

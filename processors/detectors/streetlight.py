@@ -8,17 +8,61 @@ practice value, not a standard (domain.md 4.4).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, Self
+
 import numpy as np
 import numpy.typing as npt
 
-from processors.catalog import CATALOG
-from processors.detectors.base import Findings
+from processors.catalog import CATALOG, KindSpec
+from processors.detectors.base import BatchView, Findings
+from processors.detectors.protocol import DetectorBase, Report
 from processors.sun import solar_elevation_deg
 
-__all__ = ["streetlight_findings"]
+__all__ = ["StreetlightDetector", "streetlight_findings"]
 
 _SPEC = CATALOG["streetlight"]
 _ON, _DIM, _POWER = _SPEC.column("lamp_on"), _SPEC.column("dim_pct"), _SPEC.column("power_w")
+
+
+class StreetlightDetector(DetectorBase):
+    """The streetlight schedule and power checks (no state of their own)."""
+
+    name = "streetlight"
+    reports: ClassVar[tuple[Report, ...]] = (
+        Report("lamp_out", "warning"),
+        Report("day_burn", "info"),
+        Report("power_off_rating", "warning"),
+        Report("dim_not_honoured", "info"),
+    )
+
+    def __init__(self, *, tolerance: float = 0.2, margin_deg: float = 3.0) -> None:
+        self.tolerance = tolerance
+        self.margin_deg = margin_deg
+
+    @classmethod
+    def applies(cls, spec: KindSpec) -> bool:
+        """Streetlights only."""
+        return spec.kind == "streetlight"
+
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector (it judges every lit or dark reading whatever `report_all`)."""
+        return cls(**params)
+
+    def process(self, batch: BatchView) -> list[Findings]:
+        """The fresh readings' findings, against each lamp's place and rating."""
+        return streetlight_findings(
+            batch.rows,
+            batch.ts,
+            batch.full,
+            batch.usable,
+            batch.ref,
+            lat=batch.facts["lat"],
+            lon=batch.facts["lon"],
+            rated_w=batch.facts["rated_w"],
+            tolerance=self.tolerance,
+            margin_deg=self.margin_deg,
+        )
 
 
 def streetlight_findings(

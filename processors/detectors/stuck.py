@@ -8,21 +8,30 @@ run lengths seen so far, and never below `min_run`. Runs that were flagged are n
 from __future__ import annotations
 
 import itertools
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings, split_cells
-from processors.state import Scratch, flat, grow
+from processors.detectors.protocol import DetectorBase, Report
+from processors.state import Scratch, StateField, flat
 
 __all__ = ["StuckDetector"]
 
 
-class StuckDetector:
+class StuckDetector(DetectorBase):
     """Vectorised stuck/flat-line detector over (devices x fields)."""
 
     name = "stuck"
-    report_all = True  # False: findings only for flagged readings (the live path)
+    version = 1
+    state: ClassVar[tuple[StateField, ...]] = (
+        StateField("run", 0),
+        StateField("typical", 0.0),
+        StateField("runs", 0),
+    )
+    reports: ClassVar[tuple[Report, ...]] = (Report("stuck", "warning"),)
 
     def __init__(
         self,
@@ -32,6 +41,7 @@ class StuckDetector:
         factor: float = 3.0,
         decay: float = 0.999,
         warmup_runs: int = 20,
+        report_all: bool = True,
     ) -> None:
         if min_run < 2 or factor < 1 or not 0 < decay <= 1:
             raise ValueError("need min_run >= 2, factor >= 1, 0 < decay <= 1")
@@ -40,23 +50,23 @@ class StuckDetector:
         self.factor = factor
         self.decay = decay
         self.warmup_runs = warmup_runs
+        self.report_all = report_all
         m = len(self.varies)
         self.run = np.zeros((0, m), dtype=np.int64)
         self.typical = np.zeros((0, m))
         self.runs = np.zeros((0, m), dtype=np.int64)
         self._scratch = Scratch()
 
-    def ensure(self, capacity: int) -> None:
-        """Make room for `capacity` devices."""
-        self.run = grow(self.run, capacity, 0)
-        self.typical = grow(self.typical, capacity, 0.0)
-        self.runs = grow(self.runs, capacity, 0)
+    @classmethod
+    def for_kind(cls, spec: KindSpec, *, report_all: bool, **params: Any) -> Self:
+        """The detector for a kind: which of its fields should vary."""
+        return cls(spec.varies_mask(), report_all=report_all, **params)
 
     def limit(self, typical: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The run length at which a field counts as stuck."""
         return np.fmax(float(self.min_run), np.ceil(self.factor * typical))
 
-    def process(self, batch: BatchView) -> Findings:
+    def process(self, batch: BatchView) -> list[Findings]:
         """Extend or close each usable field's run of identical values and judge it."""
         order, cells = batch.order, batch.cells
         # Counts as floats inside the loop: no int/float conversions per operation (exact).
@@ -158,4 +168,4 @@ class StuckDetector:
             at, run_at, limit_at = at[stuck], run_at[stuck], limit_at[stuck]
             stuck = stuck[stuck]
         score = np.clip(run_at / limit_at, 0.0, 1.0)
-        return batch.findings(self.name, at, score, stuck)
+        return [batch.findings(self.name, at, score, stuck)]

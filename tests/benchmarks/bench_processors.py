@@ -83,10 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     spec = CATALOG["air_quality"]
-    bank = KindProcessor(spec, report_all=False)  # the live path: findings only when flagged
     # Drift learns for a week of readings before it judges; the two warm-up batches are 20
     # readings per device, so both sides get a short warm-up and the timed batches are judged.
-    bank.drift.warmup = _DRIFT_WARMUP
+    drift = {"drift": {"warmup": _DRIFT_WARMUP}}
+    # The live path: findings only when flagged.
+    bank = KindProcessor(spec, report_all=False, params=drift)
     start = 1.73e9
     per_device = args.batch // args.devices
     span = per_device * args.spacing  # time one batch covers
