@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mimetypes
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import OrjsonResponse, install_problem_handlers
 from api.queries import AnomalyFilter
 from api.ratelimit import RateLimiter
-from api.routes import anomalies, devices, dimensions, feed, health, indicators
+from api.routes import anomalies, catalog, devices, dimensions, feed, health, indicators
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
 from pantau.influx import InfluxError
@@ -44,12 +45,12 @@ _SEED_RETRY_S: Final = 5.0
 def _context(settings: Settings, registry: Registry | None) -> ApiContext:
     metrics = ApiMetrics()
     state = LiveState(
-        open_anomaly_s=settings.api_open_anomaly_s,
-        anomaly_status_s=settings.api_anomaly_status_s,
+        open_anomaly_s=settings.api.open_anomaly_s,
+        anomaly_status_s=settings.api.anomaly_status_s,
     )
     if registry is not None:
         state.add_registry(registry)
-    hub = FeedHub(settings.api_feed_max_frames, metrics.feed_events_dropped.inc)
+    hub = FeedHub(settings.api.feed_max_frames, metrics.feed_events_dropped.inc)
     link = BrokerLink(settings, state, hub.publish, metrics.derived_messages.inc)
     influx = AsyncInflux(settings)
     return ApiContext(
@@ -60,9 +61,9 @@ def _context(settings: Settings, registry: Registry | None) -> ApiContext:
         influx=influx,
         anomalies=AnomalyStore(influx),
         tokens=TokenStore(settings.effective_tokens_file),
-        model=ScoringModel.load(settings.api_scoring_model),
+        model=ScoringModel.load(settings.api.scoring_model),
         metrics=metrics,
-        limiter=RateLimiter(settings.api_rate_per_s, settings.api_rate_burst),
+        limiter=RateLimiter(settings.api.rate_per_s, settings.api.rate_burst),
     )
 
 
@@ -71,7 +72,7 @@ async def _seed_anomalies(ctx: ApiContext) -> None:
     while True:
         now = time.time()
         flt = AnomalyFilter(
-            since_ns=int((now - ctx.settings.api_open_anomaly_s) * 1e9),
+            since_ns=int((now - ctx.settings.api.open_anomaly_s) * 1e9),
             until_ns=int((now + 3600) * 1e9),
         )
         try:
@@ -93,7 +94,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(ctx.link.run(), name="api-broker-link"),
-            asyncio.create_task(ctx.hub.run(settings.api_feed_interval_s), name="api-feed-flush"),
+            asyncio.create_task(ctx.hub.run(settings.api.feed_interval_s), name="api-feed-flush"),
             asyncio.create_task(_seed_anomalies(ctx), name="api-seed-anomalies"),
         ]
         try:
@@ -114,21 +115,23 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_problem_handlers(app)
-    for module in (health, devices, indicators, dimensions, anomalies, feed):
+    for module in (health, devices, indicators, dimensions, anomalies, feed, catalog):
         app.include_router(module.router)
+    # ES modules load only with a JavaScript type; some hosts' MIME tables map .js otherwise.
+    mimetypes.add_type("text/javascript", ".js")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    if settings.api_cors_origins:
+    if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.api_cors_origins,
+            allow_origins=settings.api.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app

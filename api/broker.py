@@ -43,13 +43,13 @@ class BrokerLink:
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         # Each replica needs its own identity: a clean session, all retained state on connect.
-        self.client_id = settings.api_client_id or f"pantau-api-{secrets.token_hex(4)}"
+        self.client_id = settings.api.client_id or f"pantau-api-{secrets.token_hex(4)}"
         # Built once (and unusable TLS settings refused) before the first connect.
         self._tls_context = client_tls_context(settings)
 
     async def run(self) -> None:
         """Follow the broker until cancelled."""
-        endpoint = mqtt_endpoint(self.settings.mqtt_url)
+        endpoint = mqtt_endpoint(self.settings.mqtt.url)
         backoff = Backoff(0.5, self.settings.reconnect_max_s)
         while True:
             try:
@@ -64,7 +64,7 @@ class BrokerLink:
                     max_queued_incoming_messages=100_000,
                 ) as client:
                     self._client = client
-                    for topic in (derived_filter(self.settings.api_city), ACKS_ALL):
+                    for topic in (derived_filter(self.settings.api.city), ACKS_ALL):
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     log.info("api connected to broker", extra={"client_id": self.client_id})

@@ -50,7 +50,7 @@ def api(**options: Any) -> None:
 
     from api.app import create_app
 
-    settings = Settings(**{k: v for k, v in options.items() if v is not None})
+    settings = Settings.from_options(**options)
     configure_logging(settings.log_level)
     registry = Registry.from_csv(settings.registry) if settings.registry else None
     if not TokenStore(settings.effective_tokens_file).records():
@@ -59,11 +59,11 @@ def api(**options: Any) -> None:
             extra={"tokens_file": str(settings.effective_tokens_file)},
         )
     app = create_app(settings, registry)
-    log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}/"})
+    log.info("api listening", extra={"url": f"http://{settings.api.host}:{settings.api.port}/"})
     uvicorn.run(
         app,
-        host=settings.api_host,
-        port=settings.api_port,
+        host=settings.api.host,
+        port=settings.api.port,
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
@@ -80,7 +80,7 @@ def tokens() -> None:
 
 
 def _store(tokens_file: Path | None) -> TokenStore:
-    settings = Settings() if tokens_file is None else Settings(api_tokens_file=tokens_file)
+    settings = Settings.from_options(api_tokens_file=tokens_file)
     return TokenStore(settings.effective_tokens_file)
 
 

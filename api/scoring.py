@@ -8,12 +8,32 @@ score is null, never an invented number.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-__all__ = ["DIMENSIONS", "ScoringModel", "ScoringModelError"]
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+__all__ = [
+    "DIMENSIONS",
+    "DimensionSpec",
+    "IndicatorSpec",
+    "ScoringModel",
+    "ScoringModelError",
+    "ScoringModelSpec",
+]
 
 DIMENSIONS: Final = {
     "smart_governance": "Smart Governance",
@@ -26,7 +46,97 @@ DIMENSIONS: Final = {
 
 
 class ScoringModelError(ValueError):
-    """A scoring model file that cannot be used; the message says why."""
+    """A scoring model that cannot be used; the message says where (file, line, field), why."""
+
+
+_DEFAULT_MAX_AGE_S: Final = 3 * 3600.0
+# Weights are TOML numbers: not strings, not booleans.
+_Weight = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+
+
+def _known_dimension(name: str) -> str:
+    if name not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {name!r}; known dimensions: {', '.join(DIMENSIONS)}")
+    return name
+
+
+class IndicatorSpec(BaseModel):
+    """One `[indicators.NAME]` table: which area metric it reads and how it is normalised."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str | None = None
+    source: str = Field(min_length=1, description="an area metric, e.g. air_quality.ispu_mean")
+    best: float = Field(allow_inf_nan=False)
+    worst: float = Field(allow_inf_nan=False)
+    max_age_s: float = Field(default=_DEFAULT_MAX_AGE_S, gt=0)
+
+    @field_validator("worst")
+    @classmethod
+    def _differs_from_best(cls, worst: float, info: ValidationInfo) -> float:
+        if info.data.get("best") == worst:
+            raise ValueError("best equals worst")
+        return worst
+
+
+class DimensionSpec(BaseModel):
+    """One `[dimensions.NAME]` table: the weights of the indicators it is the mean of."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: dict[str, _Weight] = Field(default_factory=dict)
+
+
+class ScoringModelSpec(BaseModel):
+    """A whole scoring model file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    indicators: dict[str, IndicatorSpec] = Field(default_factory=dict)
+    dimensions: dict[Annotated[str, AfterValidator(_known_dimension)], DimensionSpec] = Field(
+        default_factory=dict
+    )
+
+
+def _message(error: ErrorDetails) -> str:
+    # Our own ValueErrors say it all; pydantic would prefix "Value error, ".
+    cause = error.get("ctx", {}).get("error")
+    return str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+
+
+_TOML_TABLE: Final = re.compile(r"^\s*\[(?!\[)\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
+_TOML_KEY: Final = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in key.split("."))
+
+
+def _toml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each table and key of a TOML text is (best effort: the line of its first mention)."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if found := _TOML_TABLE.match(line):
+            table = _dotted(found.group(1))
+            for end in range(1, len(table) + 1):
+                lines.setdefault(table[:end], number)
+        elif found := _TOML_KEY.match(line):
+            key = table + _dotted(found.group(1))
+            for end in range(len(table) + 1, len(key) + 1):
+                lines.setdefault(key[:end], number)
+    return lines
+
+
+def _where(source: str, loc: tuple[str | int, ...], lines: dict[tuple[str, ...], int]) -> str:
+    path = tuple(str(part) for part in loc if part != "[key]")
+    line = next((lines[path[:end]] for end in range(len(path), 0, -1) if path[:end] in lines), None)
+    parts = [source]
+    if line is not None:
+        parts.append(f"line {line}")
+    if path:
+        parts.append(f"field {'.'.join(path)}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,47 +168,45 @@ class ScoringModel:
     def load(cls, path: Path) -> ScoringModel:
         """Read and check a model file."""
         try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text()
+            data = tomllib.loads(text)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ScoringModelError(f"{path}: {exc}") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, str(path), text=text)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<model>") -> ScoringModel:
-        """Build a model from parsed TOML."""
-        indicators: dict[str, IndicatorRule] = {}
-        for name, spec in data.get("indicators", {}).items():
-            try:
-                rule = IndicatorRule(
-                    name=name,
-                    label=str(spec.get("label", name)),
-                    source=str(spec["source"]),
-                    best=float(spec["best"]),
-                    worst=float(spec["worst"]),
-                    max_age_s=float(spec.get("max_age_s", 3 * 3600)),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ScoringModelError(f"{source}: indicator {name!r}: {exc!r}") from None
-            if rule.best == rule.worst:
-                raise ScoringModelError(f"{source}: indicator {name!r}: best equals worst")
-            indicators[name] = rule
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "<model>", *, text: str | None = None
+    ) -> ScoringModel:
+        """Build a model from parsed TOML; `text`, the file's, lets errors name their line."""
+        lines = _toml_lines(text) if text is not None else {}
+        try:
+            spec = ScoringModelSpec.model_validate(data)
+        except ValidationError as exc:
+            raise ScoringModelError(
+                "; ".join(f"{_where(source, e['loc'], lines)}: {_message(e)}" for e in exc.errors())
+            ) from None
+        indicators = {
+            name: IndicatorRule(
+                name=name,
+                label=name if rule.label is None else rule.label,
+                source=rule.source,
+                best=rule.best,
+                worst=rule.worst,
+                max_age_s=rule.max_age_s,
+            )
+            for name, rule in spec.indicators.items()
+        }
         weights: dict[str, dict[str, float]] = {}
-        dimensions = data.get("dimensions", {})
-        for dimension in dimensions:
-            if dimension not in DIMENSIONS:
-                raise ScoringModelError(f"{source}: unknown dimension {dimension!r}")
         for dimension in DIMENSIONS:
-            declared = dimensions.get(dimension, {}).get("weights", {})
-            for name, weight in declared.items():
+            declared = spec.dimensions.get(dimension, DimensionSpec()).weights
+            for name in declared:
                 if name not in indicators:
+                    where = _where(source, ("dimensions", dimension, "weights", name), lines)
                     raise ScoringModelError(
-                        f"{source}: dimension {dimension!r} uses undeclared indicator {name!r}"
+                        f"{where}: dimension {dimension!r} uses undeclared indicator {name!r}"
                     )
-                if not isinstance(weight, int | float) or weight <= 0:
-                    raise ScoringModelError(
-                        f"{source}: weight of {name!r} in {dimension!r} must be > 0"
-                    )
-            weights[dimension] = {k: float(v) for k, v in declared.items()}
+            weights[dimension] = dict(declared)
         return cls(indicators, weights, source)
 
     def score(self, metrics: dict[str, tuple[float, float]], now: float) -> list[dict[str, Any]]:

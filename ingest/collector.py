@@ -132,7 +132,7 @@ class Collector:
     # -- MQTT ------------------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        endpoint = mqtt_endpoint(self._settings.mqtt_url)
+        endpoint = mqtt_endpoint(self._settings.mqtt.url)
         client = _JitteredClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id,
@@ -223,7 +223,7 @@ class Collector:
 
     def run(self, stop: threading.Event) -> None:
         """Collect until `stop` is set, then drain: stop taking, flush, acknowledge, disconnect."""
-        endpoint = mqtt_endpoint(self._settings.mqtt_url)
+        endpoint = mqtt_endpoint(self._settings.mqtt.url)
         self._store.replay(budget_s=0.0, force_probe=True)  # learn InfluxDB's state at once
         self._client.connect_async(
             endpoint.host,

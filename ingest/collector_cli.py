@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 )
 def ingest(**options: Any) -> None:
     """Collect readings from MQTT into InfluxDB; acknowledge each message once it is stored."""
-    settings = Settings(**{k: v for k, v in options.items() if v is not None})
+    settings = Settings.from_options(**options)
     configure_logging(settings.log_level)
     try:
         client_tls_context(settings)  # refuse unusable TLS settings before anything starts
@@ -102,29 +102,29 @@ def ingest(**options: Any) -> None:
     signal.signal(signal.SIGINT, request_stop)
     with (
         InfluxClient(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_username,
-            password=settings.influx_password.get_secret_value()
-            if settings.influx_password
+            settings.influx.url,
+            settings.influx.db,
+            username=settings.influx.username,
+            password=settings.influx.password.get_secret_value()
+            if settings.influx.password
             else None,
-            token=settings.influx_token.get_secret_value() if settings.influx_token else None,
-            timeout_s=settings.influx_timeout_s,
+            token=settings.influx.token.get_secret_value() if settings.influx.token else None,
+            timeout_s=settings.influx.timeout_s,
         ) as influx,
         Spool(
             settings.effective_spool_dir,
-            max_bytes=settings.spool_max_bytes,
-            segment_bytes=settings.spool_segment_bytes,
+            max_bytes=settings.spool.max_bytes,
+            segment_bytes=settings.spool.segment_bytes,
         ) as spool,
     ):
-        endpoint = mqtt_endpoint(settings.mqtt_url)
+        endpoint = mqtt_endpoint(settings.mqtt.url)
         log.info(
             "starting collector",
             extra={
                 "mqtt": f"{endpoint.host}:{endpoint.port}",
                 "tls": endpoint.tls,
-                "influx": settings.influx_url,
-                "db": settings.influx_db,
+                "influx": settings.influx.url,
+                "db": settings.influx.db,
                 "registry": str(settings.registry or ""),
                 "spool": str(settings.effective_spool_dir),
             },

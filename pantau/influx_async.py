@@ -16,15 +16,15 @@ class AsyncInflux:
     """One connection pool per API process, closed at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
-        quote_identifier(settings.influx_db)
-        self.database = settings.influx_db
-        token = settings.influx_token.get_secret_value() if settings.influx_token else None
-        password = settings.influx_password.get_secret_value() if settings.influx_password else ""
+        quote_identifier(settings.influx.db)
+        self.database = settings.influx.db
+        token = settings.influx.token.get_secret_value() if settings.influx.token else None
+        password = settings.influx.password.get_secret_value() if settings.influx.password else ""
         self._http = httpx.AsyncClient(
-            base_url=settings.influx_url,
-            timeout=settings.influx_timeout_s,
+            base_url=settings.influx.url,
+            timeout=settings.influx.timeout_s,
             headers={"Authorization": f"Token {token}"} if token else {},
-            auth=(settings.influx_username, password) if settings.influx_username else None,
+            auth=(settings.influx.username, password) if settings.influx.username else None,
             trust_env=False,
         )
 

@@ -14,13 +14,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from processors.bank import DeviceFacts
-from processors.catalog import KINDS, kind_spec
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from processors.catalog import KINDS, DeviceFacts, kind_spec
 
 __all__ = [
     "COLUMNS",
     "REQUIRED_COLUMNS",
     "Device",
+    "DeviceError",
+    "DeviceRow",
     "Registry",
     "RegistryError",
     "facts_from_registry",
@@ -51,28 +61,56 @@ _SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
 _NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _RIVER_MAX: Final = 200
+_NUMBERS: Final = ("lat", "lon", "interval_s", *_THRESHOLDS, "rated_w")
 
 
 class RegistryError(ValueError):
-    """A registry that cannot be used; the message names the file and line when known."""
+    """A registry that cannot be used; the message names the file, row and field when known.
 
-    def __init__(self, reason: str, path: str | None = None, line: int | None = None) -> None:
+    `line` is the row's line number in the file (its last line, for a row with line breaks in
+    quoted cells).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.reason = reason
         self.path = path
         self.line = line
-        where = " ".join(
-            part for part in (path, f"line {line}" if line is not None else None) if part
+        self.field = field
+        where = ", ".join(
+            part
+            for part in (
+                path,
+                f"row {line}" if line is not None else None,
+                f"field {field}" if field else None,
+            )
+            if part
         )
         super().__init__(f"{where}: {reason}" if where else reason)
 
-    def __reduce__(self) -> tuple[type[RegistryError], tuple[str, str | None, int | None]]:
-        """Pickle with all three arguments (the default would pass only the message)."""
-        return (type(self), (self.reason, self.path, self.line))
+    def __reduce__(
+        self,
+    ) -> tuple[type[RegistryError], tuple[str, str | None, int | None, str | None]]:
+        """Pickle with all the arguments (the default would pass only the message)."""
+        return (type(self), (self.reason, self.path, self.line, self.field))
 
 
-def _check_segment(name: str, value: object) -> None:
-    if not isinstance(value, str) or _SEGMENT.fullmatch(value) is None:
-        raise ValueError(f"{name} {value!r} is not a topic segment [a-z0-9_-]{{1,64}}")
+class DeviceError(ValueError):
+    """A device whose facts do not hold; `field` names the one at fault."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+    def __reduce__(self) -> tuple[type[DeviceError], tuple[str, str | None]]:
+        """Pickle with both arguments."""
+        return (type(self), (self.reason, self.field))
 
 
 def _as_float(name: str, value: object) -> float:
@@ -83,6 +121,183 @@ def _as_float(name: str, value: object) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return number
+
+
+# Validation context of a CSV row: cells are text, an empty cell is a missing value.
+_CSV: Final = {"csv": True}
+
+
+def _from_csv(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("csv"))
+
+
+def _required_text(value: object, info: ValidationInfo) -> object:
+    if value == "" and _from_csv(info):
+        raise ValueError(f"{info.field_name} is empty")
+    return value
+
+
+def _number(value: object, info: ValidationInfo, *, required: bool) -> float | None:
+    name = str(info.field_name)
+    if isinstance(value, str) and _from_csv(info):
+        if not value:
+            if required:
+                raise ValueError(f"{name} is empty")
+            return None
+        value = _parse_number(name, value)
+    if value is None and not required:
+        return None
+    return _as_float(name, value)
+
+
+class _FieldError(ValueError):
+    """A fact that does not hold, and the field it is about (checks across fields)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+class DeviceRow(BaseModel):
+    """The registry's schema: one device's facts, checked (from a CSV row or a Device).
+
+    Validated with context `{"csv": True}`, the values are a CSV row's cells: text, numbers in
+    plain decimal notation, empty for none. Otherwise numbers must be numbers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Kind first: "unknown kind" says more than "not a topic segment" for e.g. "Air_Quality".
+    kind: str
+    device_id: str
+    city: str
+    district: str
+    lat: float
+    lon: float
+    interval_s: float
+    waspada_cm: float | None = None
+    siaga_cm: float | None = None
+    awas_cm: float | None = None
+    rated_w: float | None = None
+    river: str | None = None
+
+    @field_validator("kind", mode="plain")
+    @classmethod
+    def _kind(cls, value: object, info: ValidationInfo) -> str:
+        value = _required_text(value, info)
+        if not isinstance(value, str) or value not in KINDS:
+            raise ValueError(f"unknown kind {value!r}; known kinds: {', '.join(KINDS)}")
+        return value
+
+    @field_validator("device_id", "city", "district", mode="plain")
+    @classmethod
+    def _segment(cls, value: object, info: ValidationInfo) -> str:
+        value = _required_text(value, info)
+        if not isinstance(value, str) or _SEGMENT.fullmatch(value) is None:
+            raise ValueError(
+                f"{info.field_name} {value!r} is not a topic segment [a-z0-9_-]{{1,64}}"
+            )
+        return value
+
+    @field_validator("lat", "lon", "interval_s", mode="plain")
+    @classmethod
+    def _required_number(cls, value: object, info: ValidationInfo) -> float:
+        number = _number(value, info, required=True)
+        if number is None:  # not reached: _number refuses a missing required value
+            raise ValueError(f"{info.field_name} is empty")
+        name = info.field_name
+        if name == "lat" and not -90.0 <= number <= 90.0:
+            raise ValueError(f"lat {_format_float(number)} outside [-90, 90]")
+        if name == "lon" and not -180.0 <= number <= 180.0:
+            raise ValueError(f"lon {_format_float(number)} outside [-180, 180]")
+        if name == "interval_s" and number <= 0:
+            raise ValueError(f"interval_s {_format_float(number)} must be > 0")
+        return number
+
+    @field_validator(*_THRESHOLDS, "rated_w", mode="plain")
+    @classmethod
+    def _optional_number(cls, value: object, info: ValidationInfo) -> float | None:
+        return _number(value, info, required=False)
+
+    @field_validator("river", mode="plain")
+    @classmethod
+    def _river(cls, value: object, info: ValidationInfo) -> str | None:
+        if value is None or (value == "" and _from_csv(info)):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"river must be text, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _facts_of_kind(self) -> DeviceRow:
+        self._check_gauge_facts()
+        self._check_lamp_facts()
+        return self
+
+    def _check_gauge_facts(self) -> None:
+        thresholds = (self.waspada_cm, self.siaga_cm, self.awas_cm)
+        given = [n for n, v in zip(_THRESHOLDS, thresholds, strict=True) if v is not None]
+        if self.kind != _GAUGE:
+            if given:
+                raise _FieldError(
+                    given[0], f"{', '.join(given)} given for kind {self.kind} (gauges only)"
+                )
+            if self.river is not None:
+                raise _FieldError("river", f"river given for kind {self.kind} (gauges only)")
+            return
+        if len(given) != len(_THRESHOLDS):
+            missing = [n for n in _THRESHOLDS if n not in given]
+            raise _FieldError(missing[0], f"water_level gauge needs all of {', '.join(missing)}")
+        waspada, siaga, awas = (float(t) for t in thresholds if t is not None)
+        if not waspada < siaga < awas:
+            raise _FieldError(
+                "siaga_cm" if not waspada < siaga else "awas_cm",
+                "thresholds must rise strictly: waspada_cm < siaga_cm < awas_cm, got "
+                f"{_format_float(waspada)}, {_format_float(siaga)}, {_format_float(awas)}",
+            )
+        # A threshold outside what the sensor can report would never (or always) fire.
+        level = kind_spec(_GAUGE).fields[kind_spec(_GAUGE).column("level_cm")]
+        if not (level.low <= waspada and awas <= level.high):
+            raise _FieldError(
+                "waspada_cm" if waspada < level.low else "awas_cm",
+                f"thresholds must lie within the level_cm range "
+                f"[{_format_float(level.low)}, {_format_float(level.high)}]",
+            )
+        if self.river is not None:
+            if not self.river or self.river != self.river.strip():
+                raise _FieldError(
+                    "river", f"river {self.river!r} must be non-empty, without outer spaces"
+                )
+            if _CONTROL.search(self.river) or len(self.river) > _RIVER_MAX:
+                raise _FieldError(
+                    "river",
+                    f"river {self.river!r} must be one line of at most {_RIVER_MAX} characters",
+                )
+
+    def _check_lamp_facts(self) -> None:
+        if self.kind != _LAMP:
+            if self.rated_w is not None:
+                raise _FieldError(
+                    "rated_w", f"rated_w given for kind {self.kind} (streetlights only)"
+                )
+            return
+        if self.rated_w is None:
+            raise _FieldError("rated_w", "streetlight needs rated_w")
+        power = kind_spec(_LAMP).fields[kind_spec(_LAMP).column("power_w")]
+        if not 0 < self.rated_w <= power.high:
+            raise _FieldError(
+                "rated_w",
+                f"rated_w {_format_float(self.rated_w)} outside (0, {_format_float(power.high)}]",
+            )
+
+
+def _problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The field and reason of a row's first problem (fields in column order, kind first)."""
+    error = exc.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    field = getattr(cause, "field", None) or (str(error["loc"][0]) if error["loc"] else None)
+    reason = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+    return field, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,73 +318,23 @@ class Device:
     river: str | None = None
 
     def __post_init__(self) -> None:
-        """Validate every field; numbers are stored as floats."""
-        # Kind first: "unknown kind" says more than "not a topic segment" for e.g. "Air_Quality".
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}; known kinds: {', '.join(KINDS)}")
-        for name in ("device_id", "city", "district"):
-            _check_segment(name, getattr(self, name))
-        for name in ("lat", "lon", "interval_s"):
+        """Validate every field (a DeviceRow); numbers are stored as floats."""
+        try:
+            row = DeviceRow.model_validate({name: getattr(self, name) for name in COLUMNS})
+        except ValidationError as exc:
+            field, reason = _problem(exc)
+            raise DeviceError(reason, field) from None
+        for name in _NUMBERS:
             # Frozen dataclass: normalising ints to floats needs object.__setattr__.
-            object.__setattr__(self, name, _as_float(name, getattr(self, name)))
-        for name in (*_THRESHOLDS, "rated_w"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _as_float(name, value))
-        if not -90.0 <= self.lat <= 90.0:
-            raise ValueError(f"lat {_format_float(self.lat)} outside [-90, 90]")
-        if not -180.0 <= self.lon <= 180.0:
-            raise ValueError(f"lon {_format_float(self.lon)} outside [-180, 180]")
-        if self.interval_s <= 0:
-            raise ValueError(f"interval_s {_format_float(self.interval_s)} must be > 0")
-        self._check_gauge_facts()
-        self._check_lamp_facts()
+            object.__setattr__(self, name, getattr(row, name))
 
-    def _check_gauge_facts(self) -> None:
-        thresholds = (self.waspada_cm, self.siaga_cm, self.awas_cm)
-        given = [n for n, v in zip(_THRESHOLDS, thresholds, strict=True) if v is not None]
-        if self.kind != _GAUGE:
-            if given:
-                raise ValueError(f"{', '.join(given)} given for kind {self.kind} (gauges only)")
-            if self.river is not None:
-                raise ValueError(f"river given for kind {self.kind} (gauges only)")
-            return
-        if len(given) != len(_THRESHOLDS):
-            missing = [n for n in _THRESHOLDS if n not in given]
-            raise ValueError(f"water_level gauge needs all of {', '.join(missing)}")
-        waspada, siaga, awas = (float(t) for t in thresholds if t is not None)
-        if not waspada < siaga < awas:
-            raise ValueError(
-                "thresholds must rise strictly: waspada_cm < siaga_cm < awas_cm, got "
-                f"{_format_float(waspada)}, {_format_float(siaga)}, {_format_float(awas)}"
-            )
-        # A threshold outside what the sensor can report would never (or always) fire.
-        level = kind_spec(_GAUGE).fields[kind_spec(_GAUGE).column("level_cm")]
-        if not (level.low <= waspada and awas <= level.high):
-            raise ValueError(
-                f"thresholds must lie within the level_cm range "
-                f"[{_format_float(level.low)}, {_format_float(level.high)}]"
-            )
-        if self.river is not None:
-            if not self.river or self.river != self.river.strip():
-                raise ValueError(f"river {self.river!r} must be non-empty, without outer spaces")
-            if _CONTROL.search(self.river) or len(self.river) > _RIVER_MAX:
-                raise ValueError(
-                    f"river {self.river!r} must be one line of at most {_RIVER_MAX} characters"
-                )
-
-    def _check_lamp_facts(self) -> None:
-        if self.kind != _LAMP:
-            if self.rated_w is not None:
-                raise ValueError(f"rated_w given for kind {self.kind} (streetlights only)")
-            return
-        if self.rated_w is None:
-            raise ValueError("streetlight needs rated_w")
-        power = kind_spec(_LAMP).fields[kind_spec(_LAMP).column("power_w")]
-        if not 0 < self.rated_w <= power.high:
-            raise ValueError(
-                f"rated_w {_format_float(self.rated_w)} outside (0, {_format_float(power.high)}]"
-            )
+    @classmethod
+    def from_row(cls, row: DeviceRow) -> Device:
+        """The device of a validated row (not validated again)."""
+        device: Device = object.__new__(cls)
+        for name in COLUMNS:
+            object.__setattr__(device, name, getattr(row, name))
+        return device
 
     @property
     def topic(self) -> str:
@@ -187,7 +352,7 @@ class Registry:
         by_id: dict[str, Device] = {}
         for device in devices:
             if device.device_id in by_id:
-                raise RegistryError(f"duplicate device_id {device.device_id!r}")
+                raise RegistryError(f"duplicate device_id {device.device_id!r}", field="device_id")
             by_id[device.device_id] = device
         self._by_id = MappingProxyType(by_id)
         self._by_kind = MappingProxyType(
@@ -337,50 +502,22 @@ def _parse(text: str, path: str) -> Iterator[Device]:
                 )
             values = {c: cell.strip() for c, cell in zip(columns, cells, strict=True)}
             try:
-                device = _device(values)
-            except ValueError as exc:
-                raise RegistryError(str(exc), path, line) from None
+                device = Device.from_row(DeviceRow.model_validate(values, context=_CSV))
+            except ValidationError as exc:
+                field, reason = _problem(exc)
+                raise RegistryError(reason, path, line, field) from None
             if device.device_id in first_line:
                 raise RegistryError(
                     f"duplicate device_id {device.device_id!r} "
                     f"(first on line {first_line[device.device_id]})",
                     path,
                     line,
+                    "device_id",
                 )
             first_line[device.device_id] = line
             yield device
     except csv.Error as exc:
         raise RegistryError(f"malformed CSV: {exc}", path, reader.line_num) from None
-
-
-def _device(values: dict[str, str]) -> Device:
-    def number(column: str) -> float | None:
-        cell = values.get(column, "")
-        return _parse_number(column, cell) if cell else None
-
-    def required(column: str) -> float:
-        value = number(column)
-        if value is None:
-            raise ValueError(f"{column} is empty")
-        return value
-
-    for column in ("device_id", "kind", "city", "district"):
-        if not values[column]:
-            raise ValueError(f"{column} is empty")
-    return Device(
-        device_id=values["device_id"],
-        kind=values["kind"],
-        city=values["city"],
-        district=values["district"],
-        lat=required("lat"),
-        lon=required("lon"),
-        interval_s=required("interval_s"),
-        waspada_cm=number("waspada_cm"),
-        siaga_cm=number("siaga_cm"),
-        awas_cm=number("awas_cm"),
-        rated_w=number("rated_w"),
-        river=values.get("river") or None,
-    )
 
 
 def facts_from_registry(registry: Registry | None) -> dict[str, DeviceFacts]:

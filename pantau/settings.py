@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import socket
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["MqttEndpoint", "Settings", "mqtt_endpoint"]
+__all__ = [
+    "ApiSettings",
+    "InfluxSettings",
+    "MqttEndpoint",
+    "MqttSettings",
+    "ServicesSettings",
+    "Settings",
+    "SpoolSettings",
+    "mqtt_endpoint",
+]
 
 
 def _default_client_id() -> str:
@@ -18,97 +29,347 @@ def _default_client_id() -> str:
     return f"pantau-ingest-{socket.gethostname()}"[:64]
 
 
-class Settings(BaseSettings):
-    """Pantau settings; build once at start-up and pass down."""
+_SECTION = ConfigDict(frozen=True, extra="ignore")
 
-    model_config = SettingsConfigDict(env_prefix="PANTAU_", extra="ignore", frozen=True)
 
-    # Where things are.
-    mqtt_url: str = "mqtt://127.0.0.1:11883"
-    # TLS for mqtts:// URLs (pantau/tls.py): the CA that signed the broker's certificate
-    # (default: the system trust store), and an optional client certificate and key.
-    mqtt_ca_file: Path | None = None
-    mqtt_cert_file: Path | None = None
-    mqtt_key_file: Path | None = None
-    influx_url: str = "http://127.0.0.1:18086"
-    influx_db: str = Field(default="pantau", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    influx_username: str | None = None
-    influx_password: SecretStr | None = None
-    influx_token: SecretStr | None = None  # InfluxDB 2.x/3.x v1-compatible endpoints
-    # A write slower than this counts as a failure: the batch goes to the spool instead.
-    influx_timeout_s: float = Field(default=5.0, gt=0)
-    registry: Path | None = None  # None: development mode, any well-formed device is accepted
+class MqttSettings(BaseModel):
+    """The broker: where it is and how to prove who we are (`PANTAU_MQTT_*`)."""
 
-    # The MQTT session.
-    topic: str = "city/+/+/+/+"
-    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    client_id: str = Field(default_factory=_default_client_id, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=0xFFFFFFFF)
-    receive_maximum: int | None = Field(default=None, ge=1, le=65535)
+    model_config = _SECTION
 
-    # The local spool (used while InfluxDB is down, slow or failing).
-    spool_dir: Path | None = None  # default: <services_dir>/spool/<client_id>
-    spool_max_bytes: int = Field(default=1024**3, ge=1024)
-    spool_segment_bytes: int = Field(default=16 * 1024**2, ge=1024)
+    url: str = Field(
+        default="mqtt://127.0.0.1:11883",
+        description="The broker, `mqtt://[user:password@]host[:port]`; `mqtts://` for TLS.",
+    )
+    # TLS for mqtts:// URLs (pantau/tls.py).
+    ca_file: Path | None = Field(
+        default=None,
+        description="For `mqtts://`: the CA that signed the broker's certificate "
+        "(unset: the system trust store).",
+    )
+    cert_file: Path | None = Field(
+        default=None,
+        description="For `mqtts://`: an optional client certificate (with `key_file`).",
+    )
+    key_file: Path | None = Field(
+        default=None, description="The client certificate's key (with `cert_file`)."
+    )
 
-    # Batching.
-    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
-    batch_interval_s: float = Field(default=0.2, gt=0, le=60)
-
-    # Validation limits.
-    max_payload_bytes: int = Field(default=1_048_576, ge=16)
-    max_readings_per_message: int = Field(default=10_000, ge=1)
-    clock_skew_s: float = Field(default=120.0, ge=0)
-    max_age_days: float = Field(default=30 * 365.25, gt=0)  # replays of old archives stay storable
-    rejected_payload_bytes: int = Field(default=1024, ge=0, le=65536)
-
-    # Process.
-    shutdown_timeout_s: float = Field(default=8.0, gt=0)
-    log_level: str = "INFO"
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # Prometheus /metrics
-
-    # The API (`pantau api`).
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=1, le=65535)
-    api_tokens_file: Path | None = None  # default: <services_dir>/tokens.json
-    api_cors_origins: list[str] = Field(default_factory=list)  # e.g. ["https://ops.example"]
-    api_scoring_model: Path = Path("deploy/scoring-model.toml")
-    api_city: str = Field(default="+", pattern=r"^(\+|[a-z0-9_-]{1,64})$")  # "+": every city
-    api_client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    # History queries: the longest range and the most intervals one answer may hold.
-    api_history_max_days: float = Field(default=366.0, gt=0)
-    api_history_max_points: int = Field(default=5000, ge=10, le=100_000)
-    # Anomalies unacknowledged for less than this long count as open.
-    api_open_anomaly_s: float = Field(default=24 * 3600.0, gt=0)
-    # A device shows status "anomaly" while it has an open anomaly this recent.
-    api_anomaly_status_s: float = Field(default=3600.0, gt=0)
-    # Live feeds: frames are sent this often; a client holds at most this many unsent frames.
-    api_feed_interval_s: float = Field(default=0.25, gt=0, le=5)
-    api_feed_max_frames: int = Field(default=50, ge=1, le=10_000)
-    api_max_body_bytes: int = Field(default=16 * 1024, ge=256)
-    # Requests per second per token on average, and at once; 0 turns the limit off.
-    api_rate_per_s: float = Field(default=100.0, ge=0)
-    api_rate_burst: float = Field(default=200.0, ge=1)
-
-    # Private services for development and tests (`pantau services`).
-    services_dir: Path = Path(".pantau")
-    services_mqtt_port: int = Field(default=11883, ge=1, le=65535)
-    services_influx_port: int = Field(default=18086, ge=1, le=65535)
-
-    @field_validator("mqtt_url")
+    @field_validator("url")
     @classmethod
-    def _check_mqtt_url(cls, value: str) -> str:
+    def _check_url(cls, value: str) -> str:
         mqtt_endpoint(value)
         return value
 
-    @field_validator("influx_url")
+
+class InfluxSettings(BaseModel):
+    """The database: where it is and its credentials (`PANTAU_INFLUX_*`)."""
+
+    model_config = _SECTION
+
+    url: str = Field(
+        default="http://127.0.0.1:18086",
+        description="InfluxDB's v1-compatible HTTP API, `http(s)://host:port`.",
+    )
+    db: str = Field(
+        default="pantau",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The database (on InfluxDB 2.x/3.x: the bucket of its DBRP mapping).",
+    )
+    username: str | None = Field(default=None, description="User name (InfluxDB 1.x auth).")
+    password: SecretStr | None = Field(default=None, description="Password (InfluxDB 1.x auth).")
+    token: SecretStr | None = Field(
+        default=None, description="API token for InfluxDB 2.x/3.x v1-compatible endpoints."
+    )
+    timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A write slower than this counts as a failure: the batch goes to the "
+        "spool instead.",
+    )
+
+    @field_validator("url")
     @classmethod
-    def _check_influx_url(cls, value: str) -> str:
+    def _check_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"influx_url must be http(s)://host:port, got {value!r}")
         return value.rstrip("/")
+
+
+class SpoolSettings(BaseModel):
+    """The collector's local spool, used while InfluxDB is down, slow or failing."""
+
+    model_config = _SECTION
+
+    dir: Path | None = Field(
+        default=None,
+        description="The spool folder, one per collector (unset: "
+        "`<services dir>/spool/<client id>`).",
+    )
+    max_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="Spool size bound; when full the collector stops acknowledging and the "
+        "broker holds the backlog.",
+    )
+    segment_bytes: int = Field(
+        default=16 * 1024**2, ge=1024, description="Size of one append-only segment file."
+    )
+
+
+class ApiSettings(BaseModel):
+    """The API service, `pantau api` (`PANTAU_API_*`)."""
+
+    model_config = _SECTION
+
+    host: str = Field(default="127.0.0.1", description="Address `pantau api` listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `pantau api` listens on.")
+    tokens_file: Path | None = Field(
+        default=None,
+        description="Hashed API tokens (unset: `<services dir>/tokens.json`).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser, a JSON list such as "
+        '`["https://ops.example"]`.',
+    )
+    scoring_model: Path = Field(
+        default=Path("deploy/scoring-model.toml"),
+        description="The declared model of the six dimension scores.",
+    )
+    city: str = Field(
+        default="+",
+        pattern=r"^(\+|[a-z0-9_-]{1,64})$",
+        description="The city whose derived topics the API follows; `+`: every city.",
+    )
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT client id of this API replica (unset: `pantau-api-<random>`).",
+    )
+    history_max_days: float = Field(
+        default=366.0, gt=0, description="The longest range one history query may cover."
+    )
+    history_max_points: int = Field(
+        default=5000,
+        ge=10,
+        le=100_000,
+        description="The most intervals one history answer may hold.",
+    )
+    open_anomaly_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Anomalies unacknowledged for less than this long count as open.",
+    )
+    anomaly_status_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description='A device shows status "anomaly" while it has an open anomaly this recent.',
+    )
+    feed_interval_s: float = Field(
+        default=0.25, gt=0, le=5, description="Live feeds send a frame this often."
+    )
+    feed_max_frames: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="A live-feed client holds at most this many unsent frames (oldest dropped).",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024, ge=256, description="Request body limit (413 beyond)."
+    )
+    rate_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second per token on average; 0 turns the limit off "
+        "(429 with `Retry-After` beyond).",
+    )
+    rate_burst: float = Field(
+        default=200.0, ge=1, description="Requests per token allowed at once."
+    )
+    region_name: str = Field(
+        default="Kabupaten Purbalingga",
+        min_length=1,
+        max_length=100,
+        description="The regency or city, as the dashboard names it.",
+    )
+    time_zone: str = Field(
+        default="Asia/Jakarta",
+        description="IANA time zone the dashboard shows times in (Asia/Jakarta: WIB).",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class ServicesSettings(BaseModel):
+    """Private broker and database for development and tests (`pantau services`)."""
+
+    model_config = _SECTION
+
+    dir: Path = Field(
+        default=Path(".pantau"),
+        description="Configs, data and logs of the private services; also the default home "
+        "of spools and API tokens.",
+    )
+    mqtt_port: int = Field(
+        default=11883, ge=1, le=65535, description="Port of the private Mosquitto (127.0.0.1)."
+    )
+    influx_port: int = Field(
+        default=18086, ge=1, le=65535, description="Port of the private InfluxDB (127.0.0.1)."
+    )
+
+
+_SECTIONS: Final = ("mqtt", "influx", "spool", "api", "services")
+
+
+class Settings(BaseSettings):
+    """Pantau settings; build once at start-up and pass down.
+
+    Each value comes from a CLI option, a `PANTAU_*` variable or its default. Sections keep
+    their variables flat: `PANTAU_MQTT_URL` is `settings.mqtt.url`, and keyword arguments
+    take the same flat names (`Settings(mqtt_url=...)`).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PANTAU_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+        frozen=True,
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    services: ServicesSettings = Field(default_factory=ServicesSettings)
+
+    registry: Path | None = Field(
+        default=None,
+        description="Device registry CSV (deploy/README.md); unset: development mode, any "
+        "well-formed device is accepted.",
+    )
+
+    # The collector's MQTT session.
+    topic: str = Field(default="city/+/+/+/+", description="The collector's subscription filter.")
+    share_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="MQTT v5 shared-subscription group of collector replicas (`$share/GROUP/...`).",
+    )
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, description="Cap of the jittered reconnect backoff."
+    )
+    client_id: str = Field(
+        default_factory=_default_client_id,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Stable MQTT client id of this collector, so the broker resumes its "
+        "session after a restart; unique per replica.",
+    )
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="How long the broker keeps a stopped collector's session and queues "
+        "readings for it.",
+    )
+    receive_maximum: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="MQTT v5 Receive Maximum (unset: twice the batch size, 20 to 65535).",
+    )
+
+    # Batching.
+    batch_size: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Readings per InfluxDB write."
+    )
+    batch_interval_s: float = Field(
+        default=0.2,
+        gt=0,
+        le=60,
+        description="Seconds before a part-filled batch is written.",
+    )
+
+    # Validation limits.
+    max_payload_bytes: int = Field(
+        default=1_048_576, ge=16, description="Larger messages are rejected."
+    )
+    max_readings_per_message: int = Field(
+        default=10_000, ge=1, description="Larger gateway batches are rejected."
+    )
+    clock_skew_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Readings further ahead of the collector's clock are rejected.",
+    )
+    max_age_days: float = Field(
+        default=30 * 365.25,
+        gt=0,
+        description="Older readings are rejected; 30 years, so replays of old archives stay "
+        "storable.",
+    )
+    rejected_payload_bytes: int = Field(
+        default=1024,
+        ge=0,
+        le=65536,
+        description="Size of the payload copy kept with a rejection.",
+    )
+
+    # Process.
+    shutdown_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="On SIGTERM the collector drains (flush, acknowledge) for at most this long.",
+    )
+    log_level: str = Field(default="INFO", description="Python log level of the process.")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus `/metrics` on this port."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """Take `mqtt_url=...` as `mqtt={"url": ...}`: the flat names of the variables."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            section, _, name = key.partition("_")
+            if section in _SECTIONS and name:
+                nested = out.get(section)
+                merged = dict(nested) if isinstance(nested, dict) else {}
+                merged[name] = value
+                out[section] = merged
+                del out[key]
+        return out
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Settings:
+        """Settings from CLI options by their flat names; None means "not given"."""
+        given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        return cls(**given)
+
+    @classmethod
+    def variables(cls) -> dict[str, tuple[str, ...]]:
+        """Every `PANTAU_*` variable and the path of the setting it sets."""
+        names: dict[str, tuple[str, ...]] = {}
+        for name, info in cls.model_fields.items():
+            section = info.annotation
+            if name in _SECTIONS and isinstance(section, type) and issubclass(section, BaseModel):
+                for inner in section.model_fields:
+                    names[f"PANTAU_{name}_{inner}".upper()] = (name, inner)
+            else:
+                names[f"PANTAU_{name}".upper()] = (name,)
+        return names
 
     @property
     def subscription(self) -> str:
@@ -120,14 +381,14 @@ class Settings(BaseSettings):
     @property
     def effective_tokens_file(self) -> Path:
         """Where the API's hashed tokens live."""
-        return self.api_tokens_file or self.services_dir / "tokens.json"
+        return self.api.tokens_file or self.services.dir / "tokens.json"
 
     @property
     def effective_spool_dir(self) -> Path:
         """The spool folder; one per collector identity, so replicas never share one."""
-        if self.spool_dir is not None:
-            return self.spool_dir
-        return self.services_dir / "spool" / self.client_id
+        if self.spool.dir is not None:
+            return self.spool.dir
+        return self.services.dir / "spool" / self.client_id
 
     @property
     def effective_receive_maximum(self) -> int:

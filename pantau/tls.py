@@ -40,20 +40,20 @@ def _readable(name: str, path: Path) -> str:
 def client_tls_context(settings: Settings) -> ssl.SSLContext | None:
     """An SSLContext for `mqtts://` URLs (server and hostname verified), else None."""
     files = {
-        "PANTAU_MQTT_CA_FILE": settings.mqtt_ca_file,
-        "PANTAU_MQTT_CERT_FILE": settings.mqtt_cert_file,
-        "PANTAU_MQTT_KEY_FILE": settings.mqtt_key_file,
+        "PANTAU_MQTT_CA_FILE": settings.mqtt.ca_file,
+        "PANTAU_MQTT_CERT_FILE": settings.mqtt.cert_file,
+        "PANTAU_MQTT_KEY_FILE": settings.mqtt.key_file,
     }
-    if not mqtt_endpoint(settings.mqtt_url).tls:
+    if not mqtt_endpoint(settings.mqtt.url).tls:
         given = [name for name, path in files.items() if path is not None]
         if given:
             # Certificates next to a plain mqtt:// URL would be silently unused: the operator
             # believes the link is encrypted when it is not.
             raise TlsConfigError(
-                f"{', '.join(given)} given but the MQTT URL is not mqtts:// ({settings.mqtt_url})"
+                f"{', '.join(given)} given but the MQTT URL is not mqtts:// ({settings.mqtt.url})"
             )
         return None
-    ca_file = settings.mqtt_ca_file
+    ca_file = settings.mqtt.ca_file
     # No CA file: the system trust store (a public CA signed the broker's certificate).
     context = ssl.create_default_context(
         ssl.Purpose.SERVER_AUTH,
@@ -64,7 +64,7 @@ def client_tls_context(settings: Settings) -> ssl.SSLContext | None:
     # create_default_context already sets both; stated here because they are the point.
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
-    cert, key = settings.mqtt_cert_file, settings.mqtt_key_file
+    cert, key = settings.mqtt.cert_file, settings.mqtt.key_file
     if (cert is None) != (key is None):
         raise TlsConfigError("a client certificate needs both PANTAU_MQTT_CERT_FILE and _KEY_FILE")
     if cert is not None and key is not None:

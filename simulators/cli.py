@@ -50,7 +50,7 @@ _POSITIVE: Final = click.FloatRange(min=0, min_open=True)
 
 
 def _settings(mqtt_url: str | None) -> Settings:
-    settings = Settings(mqtt_url=mqtt_url) if mqtt_url else Settings()
+    settings = Settings.from_options(mqtt_url=mqtt_url or None)
     configure_logging(settings.log_level)
     return settings
 
@@ -189,7 +189,7 @@ def simulate(
         if fast or speed != 1.0 or start is not None:
             raise click.UsageError("--load runs in real time: no --speed, --fast or --start")
         plan = LoadPlan(
-            mqtt_url=settings.mqtt_url,
+            mqtt_url=settings.mqtt.url,
             devices_per_kind=devices,
             rate=rate,
             batch=batch,
@@ -271,7 +271,7 @@ def _publish_fleet(
         with (
             _stop_on_signals() as stop,
             MqttPublisher(
-                settings.mqtt_url, credentials=logins, tls_context=_tls(settings)
+                settings.mqtt.url, credentials=logins, tls_context=_tls(settings)
             ) as publisher,
         ):
             publisher.open(d.device_id for d in registry)
@@ -360,7 +360,7 @@ def replay(
         with (
             _stop_on_signals() as stop,
             MqttPublisher(
-                settings.mqtt_url, client_id_prefix="pantau-replay", tls_context=_tls(settings)
+                settings.mqtt.url, client_id_prefix="pantau-replay", tls_context=_tls(settings)
             ) as publisher,
         ):
             publisher.open()

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from pantau.timestamps import parse_time
+
 __all__ = [
     "Series",
     "load_beijing",
@@ -83,7 +85,7 @@ def load_ea(path: Path) -> Series:
     values: list[list[float]] = []
     with path.open(newline="", encoding="utf-8") as source:
         for row in csv.DictReader(source):
-            ts.append(_epoch(datetime.fromisoformat(row["dateTime"]), 0))
+            ts.append(parse_time(row["dateTime"], epoch=False, naive_utc_offset_h=0))
             values.append([_number(row["value"]) * 100.0])
     return _series(
         f"ea-{path.stem.split('-level')[0].lower()}", "water_level", ("level_cm",), ts, values
@@ -97,7 +99,7 @@ def load_pintu_air(path: Path) -> list[Series]:
     values: list[list[float]] = []
     with path.open(newline="", encoding="utf-8") as source:
         for row in csv.DictReader(source):
-            ts.append(_epoch(datetime.fromisoformat(row["Tanggal"]), 7))
+            ts.append(parse_time(row["Tanggal"], epoch=False, naive_utc_offset_h=7))
             values.append([_number(row[f"{g} (air)"]) for g in gauges])
     array = np.array(values, dtype=np.float64)
     return [
@@ -117,7 +119,7 @@ def load_skab(path: Path) -> Series:
             c for c in reader.fieldnames or [] if c not in ("datetime", "anomaly", "changepoint")
         ]
         for row in reader:
-            ts.append(_epoch(datetime.fromisoformat(row["datetime"]), 3))
+            ts.append(parse_time(row["datetime"], epoch=False, naive_utc_offset_h=3))
             values.append([_number(row[c]) for c in channels])
             labels.append(row.get("anomaly", "0").strip() in ("1", "1.0"))
     series = _series(f"skab-{path.parent.name}-{path.stem}", "generic", tuple(channels), ts, values)

@@ -6,8 +6,11 @@ collector -> derived topic -> API -> SSE) and must show in the page's anomaly fe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import time
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import httpx
 import pytest
 
 from pantau.influx import InfluxClient
+from processors.catalog import CATALOG
 from tests.ingest_helpers import count, publish_all, publisher, running_collector, wait_for
 
 pytestmark = pytest.mark.integration
@@ -141,6 +145,83 @@ def test_dashboard_shows_devices_scores_and_a_live_anomaly(
         )
         page.wait_for_selector("#device-chart text")
 
+        # Field names, units, the regency and the time zone come from the API.
+        options = page.eval_on_selector_all(
+            "#field-select option", "nodes => nodes.map(n => [n.value, n.dataset.unit])"
+        )
+        assert options == [[f.name, f.unit] for f in CATALOG["air_quality"].fields]
+        title = page.text_content("#device-chart .chart-title") or ""
+        assert title.startswith("pm25 (µg/m³): mean"), title
+        assert page.text_content("#site-name") == "Kabupaten Purbalingga · operations"
+        assert page.title() == "Pantau · Purbalingga operations"
+        assert (page.text_content("#last-refresh") or "").endswith(" WIB")
+
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
         assert errors == []
+
+
+def _patch_json(page: Any, url: Any, change: Any) -> None:
+    """Answer requests to `url` with the API's real JSON answer, changed by `change`."""
+
+    def handle(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=change(response.json()))
+
+    page.route(url, handle)
+
+
+def test_dashboard_names_fields_units_and_times_as_the_api_says(
+    api_server: Any, browser: tuple[Any, list[str]]
+) -> None:
+    """Nothing about kinds, units, the regency or its time zone is hard-coded in the page."""
+    page, errors = browser
+    station = _located_air_station(api_server.url, api_server.token)
+    device_id = station["device_id"]
+
+    def catalog(body: dict[str, Any]) -> dict[str, Any]:
+        air = next(k for k in body["kinds"] if k["kind"] == "air_quality")
+        pm1 = {**air["fields"][0], "name": "pm1", "unit": "mg/m3", "description": "PM1"}
+        air["fields"].append(pm1)
+        air["default_field"] = "pm1"  # charted first
+        return body
+
+    def site(_: dict[str, Any]) -> dict[str, Any]:
+        return {"region_name": "Kota Contoh", "time_zone": "Asia/Jayapura", "time_zone_abbr": "WIT"}
+
+    def history(route: Any) -> None:
+        field = re.search(r"[?&]field=([a-z0-9_]+)", route.request.url)
+        now = time.time()
+        points = [
+            {"ts": now - 3600 + i * 300, "mean": 2.0, "min": 1.0, "max": 3.0} for i in range(12)
+        ]
+        body = {"device_id": device_id, "field": field and field[1], "interval_s": 300}
+        route.fulfill(json={**body, "points": points})
+
+    _patch_json(page, "**/api/v1/catalog", catalog)
+    _patch_json(page, "**/api/v1/settings/public", site)
+    page.route(re.compile(r"/api/v1/devices/[^/?]+/history\?"), history)
+
+    page.goto(f"{api_server.url}/#token={api_server.token}")
+    page.wait_for_selector(f'#map circle[data-device-id="{device_id}"]')
+    page.locator(f'#map circle[data-device-id="{device_id}"]').dispatch_event("click")
+    page.wait_for_selector("#device-chart .chart-title")
+
+    options = page.eval_on_selector_all(
+        "#field-select option", "nodes => nodes.map(n => [n.value, n.dataset.unit])"
+    )
+    expected = [[f.name, f.unit] for f in CATALOG["air_quality"].fields]
+    assert options == [["pm1", "mg/m3"], *expected]
+    title = page.text_content("#device-chart .chart-title") or ""
+    assert title.startswith("pm1 (mg/m³): mean"), title
+    assert page.text_content("#site-name") == "Kota Contoh · operations"
+    assert page.title() == "Pantau · Contoh operations"
+
+    # Times are shown in the zone the API names, with its abbreviation.
+    page.wait_for_function("document.querySelector('#last-refresh').textContent.endsWith('WIT')")
+    shown = (page.text_content("#last-refresh") or "").removesuffix(" WIT")
+    zone = zoneinfo.ZoneInfo("Asia/Jayapura")
+    now = dt.datetime.now(zone)
+    at = dt.datetime.combine(now.date(), dt.time.fromisoformat(shown), zone)
+    assert min(abs((now - at).total_seconds() - d) for d in (-86400, 0, 86400)) < 60, shown
+    assert errors == []

@@ -114,9 +114,8 @@ def _seconds(duration: str) -> float:
 
 def _settings_field(variable: str) -> str:
     assert variable.startswith("PANTAU_"), variable
-    name = variable.removeprefix("PANTAU_").lower()
-    assert name in Settings.model_fields, f"{variable} is not a setting (pantau/settings.py)"
-    return name
+    assert variable in Settings.variables(), f"{variable} is not a setting (pantau/settings.py)"
+    return variable.removeprefix("PANTAU_").lower()
 
 
 def _check_settings(variables: dict[str, str], where: str) -> None:

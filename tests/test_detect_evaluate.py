@@ -6,12 +6,10 @@ import csv
 import itertools
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from pantau.cli import main
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.shared_data import shared_data
 
 
 def test_detect_scores_every_row_and_flags_the_spike(tmp_path: Path) -> None:
@@ -69,12 +67,12 @@ def test_detect_refuses_a_missing_column(tmp_path: Path) -> None:
     assert "no column 'time'" in result.output
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 def test_evaluate_reports_every_part(tmp_path: Path) -> None:
+    data = shared_data(what="`pantau evaluate` reads all of its data sets")
     truth = tmp_path / "truth.csv"
     result = CliRunner().invoke(
         main,
-        ["evaluate", "--data", str(DATA), "--max-readings", "3000", "--write-truth", str(truth)],
+        ["evaluate", "--data", str(data), "--max-readings", "3000", "--write-truth", str(truth)],
     )
     assert result.exit_code == 0, result.output
     part_b = result.output.split("(c)")[0]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +33,7 @@ from processors.indicators.reference import (
     rate_of_rise_ref,
     time_to_next_level_ref,
 )
+from tests.shared_data import shared_data
 
 HOUR = 3600.0
 T0 = 1_665_316_800.0  # 2022-10-09 19:00 WIB, the evening of the Ciliwung flood in the data README
@@ -44,16 +43,11 @@ GAUGES = ("Katulampa", "Depok", "Manggarai")
 SIAGA3, SIAGA2, SIAGA1 = (80.0, 200.0, 750.0), (150.0, 270.0, 850.0), (200.0, 350.0, 950.0)
 CILIWUNG = FloodThresholds.from_jakarta_siaga(SIAGA3, SIAGA2, SIAGA1)
 
-DATA = Path(
-    os.environ.get("PANTAU_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-PINTU_AIR = DATA / "water_level" / "jakarta_pintu_air"
+PINTU_AIR = ("water_level", "jakarta_pintu_air")
 
 
 def test_thresholds_match_informasi_pintu_air_csv() -> None:
-    path = PINTU_AIR / "informasi_pintu_air.csv"
-    if not path.exists():
-        pytest.skip(f"shared data not present at {path}")
+    path = shared_data(*PINTU_AIR, "informasi_pintu_air.csv")
     with path.open(newline="", encoding="utf-8") as source:
         rows = {row["Lokasi"]: row for row in csv.DictReader(source)}
     for i, gauge in enumerate(GAUGES):
@@ -221,9 +215,7 @@ def test_flood_status_puts_it_together() -> None:
 
 
 def test_hours_at_or_above_each_level_match_the_data_readme() -> None:
-    path = PINTU_AIR / "pintu_air_hourly_2021-10-16_to_2023-12-31.csv"
-    if not path.exists():
-        pytest.skip(f"shared data not present at {path}")
+    path = shared_data(*PINTU_AIR, "pintu_air_hourly_2021-10-16_to_2023-12-31.csv")
     wib = timezone(timedelta(hours=7))
     ts, levels = [], []
     with path.open(newline="", encoding="utf-8") as source:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pantau.registry import COLUMNS, Device, Registry, RegistryError
+from pantau.registry import COLUMNS, Device, DeviceError, Registry, RegistryError
 from processors.catalog import KINDS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "registry.example.csv"
@@ -44,13 +44,18 @@ def write(tmp_path: Path, *lines: str) -> Path:
     return path
 
 
-def load_error(tmp_path: Path, *lines: str) -> RegistryError:
+def load_error(tmp_path: Path, *lines: str, field: str | None = None) -> RegistryError:
     path = write(tmp_path, *lines)
     with pytest.raises(RegistryError) as info:
         Registry.from_csv(path)
-    assert info.value.path == str(path)
-    assert str(info.value).startswith(f"{path} ")
-    return info.value
+    error = info.value
+    assert error.path == str(path)
+    # File, row and (for a cell's problem) field, then the reason.
+    where = f"{path}, row {error.line}" + (f", field {error.field}" if error.field else "")
+    assert str(error) == f"{where}: {error.reason}"
+    if field is not None:
+        assert error.field == field
+    return error
 
 
 # The example registry.
@@ -115,8 +120,35 @@ def test_device_normalises_numbers_to_float() -> None:
     device = Device("sl-1", "streetlight", "c", "d", lat=0, lon=1, interval_s=60, rated_w=40)
     assert isinstance(device.lat, float)
     assert isinstance(device.rated_w, float)
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="must be a number") as info:
         Device("sl-1", "streetlight", "c", "d", lat=True, lon=1, interval_s=60, rated_w=40)
+    assert isinstance(info.value, DeviceError)
+    assert str(info.value) == "lat must be a number, got True"
+    assert info.value.field == "lat"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"kind": "noise"}, "kind", "unknown kind 'noise'"),
+        ({"district": "Kalimanah"}, "district", "is not a topic segment"),
+        ({"lon": float("inf")}, "lon", "lon must be finite, got inf"),
+        ({"river": 5}, "river", "river must be text, got 5"),
+        ({"awas_cm": 200.0}, "awas_cm", "thresholds must rise strictly"),
+        ({"siaga_cm": None}, "siaga_cm", "gauge needs all of siaga_cm"),
+        ({"rated_w": 60.0}, "rated_w", "rated_w given for kind water_level"),
+    ],
+)
+def test_device_errors_name_their_field(
+    changes: dict[str, object], field: str, reason: str
+) -> None:
+    gauge = Device(
+        "wl-1", "water_level", "c", "d", 0.0, 0.0, 300.0, 150.0, 250.0, 350.0, river="Klawing"
+    )
+    with pytest.raises(DeviceError) as info:
+        replace(gauge, **changes)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert reason in info.value.reason and str(info.value) == info.value.reason
 
 
 def test_registry_constructor_rejects_duplicates() -> None:
@@ -148,12 +180,18 @@ def test_lenient_input_is_accepted(tmp_path: Path) -> None:
 def test_error_pickles() -> None:
     error = RegistryError("bad", "r.csv", 3)
     copy = pickle.loads(pickle.dumps(error))
-    assert (copy.reason, copy.path, copy.line, str(copy)) == (
+    assert (copy.reason, copy.path, copy.line, copy.field, str(copy)) == (
         "bad",
         "r.csv",
         3,
-        "r.csv line 3: bad",
+        None,
+        "r.csv, row 3: bad",
     )
+    error = RegistryError("bad", "r.csv", 3, "lat")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.field, str(copy)) == ("lat", "r.csv, row 3, field lat: bad")
+    device_error = pickle.loads(pickle.dumps(DeviceError("bad", "lat")))
+    assert (device_error.reason, device_error.field) == ("bad", "lat")
 
 
 # One test per RegistryError case.
@@ -161,20 +199,22 @@ def test_error_pickles() -> None:
 
 def test_lat_out_of_range_names_file_and_line(tmp_path: Path) -> None:
     bad = AQ.replace("-7.41", "123", 1)
-    error = load_error(tmp_path, HEADER, SL, WL, bad)
+    error = load_error(tmp_path, HEADER, SL, WL, bad, field="lat")
     assert error.line == 4
-    assert str(error) == f"{tmp_path / 'registry.csv'} line 4: lat 123 outside [-90, 90]"
+    assert str(error) == (
+        f"{tmp_path / 'registry.csv'}, row 4, field lat: lat 123 outside [-90, 90]"
+    )
 
 
 def test_lon_out_of_range(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace("109.33", "190.5"))
+    error = load_error(tmp_path, HEADER, AQ.replace("109.33", "190.5"), field="lon")
     assert "lon 190.5 outside [-180, 180]" in str(error)
 
 
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "registry.csv"
     path.write_bytes(b"")
-    with pytest.raises(RegistryError, match="line 1: empty file; a header row is required"):
+    with pytest.raises(RegistryError, match="row 1: empty file; a header row is required"):
         Registry.from_csv(path)
 
 
@@ -215,28 +255,28 @@ def test_malformed_csv(tmp_path: Path) -> None:
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "registry.csv"
     path.write_bytes(f"{HEADER}\n{AQ}\n{WL}\n".replace("Klawing", "K\xe9").encode("latin-1"))
-    with pytest.raises(RegistryError, match="line 3: not valid UTF-8"):
+    with pytest.raises(RegistryError, match="row 3: not valid UTF-8"):
         Registry.from_csv(path)
 
 
 def test_unknown_kind(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace("air_quality", "noise"))
+    error = load_error(tmp_path, HEADER, AQ.replace("air_quality", "noise"), field="kind")
     assert "unknown kind 'noise'" in error.reason
 
 
 def test_bad_segment(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace("kalimanah", "Kalimanah"))
+    error = load_error(tmp_path, HEADER, AQ.replace("kalimanah", "Kalimanah"), field="district")
     assert "district 'Kalimanah' is not a topic segment" in error.reason
 
 
 def test_empty_required_cell(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",,"))
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",,"), field="interval_s")
     assert "interval_s is empty" in error.reason
 
 
 def test_duplicate_ids_even_across_cities(tmp_path: Path) -> None:
     other_city = AQ.replace("purbalingga,kalimanah", "banyumas,sokaraja")
-    error = load_error(tmp_path, HEADER, AQ, SL, other_city)
+    error = load_error(tmp_path, HEADER, AQ, SL, other_city, field="device_id")
     assert error.line == 4
     assert "duplicate device_id 'aq-x-01' (first on line 2)" in error.reason
 
@@ -244,55 +284,74 @@ def test_duplicate_ids_even_across_cities(tmp_path: Path) -> None:
 @pytest.mark.parametrize("number", ["abc", "nan", "inf", "1_000", "7,5", "0x10", "1e400"])
 def test_bad_numbers(tmp_path: Path, number: str) -> None:
     cell = f'"{number}"' if "," in number else number
-    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{cell},"))
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{cell},"), field="rated_w")
     assert error.line == 2
     assert "rated_w" in error.reason
 
 
 def test_non_positive_interval(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",0,"))
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,", ",0,"), field="interval_s")
     assert "interval_s 0 must be > 0" in error.reason
 
 
 def test_thresholds_on_a_non_gauge(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, AQ.replace(",60,,,,,", ",60,150,,,,"))
+    error = load_error(tmp_path, HEADER, AQ.replace(",60,,,,,", ",60,150,,,,"), field="waspada_cm")
     assert "waspada_cm given for kind air_quality (gauges only)" in error.reason
 
 
 def test_river_on_a_non_gauge(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, SL + "Klawing")
+    error = load_error(tmp_path, HEADER, SL + "Klawing", field="river")
     assert "river given for kind streetlight" in error.reason
 
 
 def test_gauge_without_all_thresholds(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, WL.replace(",250,", ",,"))
+    error = load_error(tmp_path, HEADER, WL.replace(",250,", ",,"), field="siaga_cm")
     assert "gauge needs all of siaga_cm" in error.reason
 
 
 def test_thresholds_not_increasing(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, WL.replace("150,250,350", "150,350,250"))
+    error = load_error(tmp_path, HEADER, WL.replace("150,250,350", "150,350,250"), field="awas_cm")
     assert "thresholds must rise strictly" in error.reason
 
 
 def test_thresholds_outside_sensor_range(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, WL.replace("150,250,350", "150,250,35000"))
+    error = load_error(
+        tmp_path, HEADER, WL.replace("150,250,350", "150,250,35000"), field="awas_cm"
+    )
     assert "within the level_cm range" in error.reason
 
 
 def test_streetlight_without_rated_w(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, SL.replace(",90,", ",,"))
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", ",,"), field="rated_w")
     assert "streetlight needs rated_w" in error.reason
 
 
 @pytest.mark.parametrize("watts", ["0", "-40", "5000"])
 def test_rated_w_out_of_range(tmp_path: Path, watts: str) -> None:
-    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{watts},"))
+    error = load_error(tmp_path, HEADER, SL.replace(",90,", f",{watts},"), field="rated_w")
     assert "rated_w" in error.reason and "outside" in error.reason
 
 
 def test_rated_w_on_a_non_lamp(tmp_path: Path) -> None:
-    error = load_error(tmp_path, HEADER, WL.replace(",,Klawing", ",60,Klawing"))
+    error = load_error(tmp_path, HEADER, WL.replace(",,Klawing", ",60,Klawing"), field="rated_w")
     assert "rated_w given for kind water_level" in error.reason
+
+
+def test_an_error_in_the_example_registry_names_file_row_and_field(tmp_path: Path) -> None:
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    row = next(n for n, line in enumerate(lines, start=1) if line.startswith("sl-"))
+    lines[row - 1] = lines[row - 1].replace(",120,", ",0,").replace(",90,", ",0,")
+    path = tmp_path / "registry.example.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(RegistryError) as info:
+        Registry.from_csv(path)
+    assert str(info.value) == f"{path}, row {row}, field rated_w: rated_w 0 outside (0, 2000]"
+
+
+def test_a_quoted_line_break_counts_rows_by_their_last_line(tmp_path: Path) -> None:
+    river = WL.replace("Klawing", '"Kla\nwing"')
+    error = load_error(tmp_path, HEADER, AQ, river, field="river")
+    assert error.line == 4 and "must be one line" in error.reason
 
 
 # Round-trip property.

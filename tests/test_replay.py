@@ -30,11 +30,18 @@ from simulators.formats import (
 )
 from simulators.replay import DeviceNaming, replay_file
 from tests.ingest_helpers import PANTAU, rows, running_collector, wait_for
+from tests.shared_data import committed_data, shared_data
 
-DATA = Path("/work/shared/data")
-UCI_FILE = DATA / "air_quality/uci_airquality/AirQualityUCI_2004-03-10_to_2004-09-30.csv"
-EA_FILE = DATA / "water_level/uk_ea_calder/Hebden-Bridge-level-15min-Qualified.csv"
-ISPU_FILE = DATA / "air_quality/ispu_jakarta/ispu_dki1.csv"
+# The first 40 rows of two shared files, committed so that these tests run in every clone
+# (tests/data/README.md gives their sources); `test_slices_are_the_heads_of_the_shared_files`
+# checks them against ../shared/data when it is there.
+SLICE_ROWS = 40
+UCI_FILE = committed_data("replay", "AirQualityUCI_head40.csv")
+EA_FILE = committed_data("replay", "Hebden-Bridge-level-15min-Qualified_head40.csv")
+SLICE_SOURCES = {
+    UCI_FILE: ("air_quality", "uci_airquality", "AirQualityUCI_2004-03-10_to_2004-09-30.csv"),
+    EA_FILE: ("water_level", "uk_ea_calder", "Hebden-Bridge-level-15min-Qualified.csv"),
+}
 
 
 def utc(text: str) -> float:
@@ -158,8 +165,19 @@ def test_device_naming() -> None:
     assert named.device(uci, "uci") == ("ciliwung", "pa")
 
 
-def test_ispu_is_refused_with_the_reason() -> None:
-    result = CliRunner().invoke(replay, [str(ISPU_FILE), "--format", "ispu"])
+def test_slices_are_the_heads_of_the_shared_files() -> None:
+    for piece, parts in SLICE_SOURCES.items():
+        whole = shared_data(*parts)
+        with whole.open("rb") as source:
+            head = b"".join(itertools.islice(source, SLICE_ROWS + 1))
+        assert piece.read_bytes() == head, f"{piece.name} is not the head of {whole.name}"
+
+
+def test_ispu_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # Refused before the file is read: the header of a per-station file is enough.
+    ispu_file = tmp_path / "ispu_dki1.csv"
+    ispu_file.write_text("tanggal,stasiun,pm10,so2,co,o3,no2,max,critical,categori\n")
+    result = CliRunner().invoke(replay, [str(ispu_file), "--format", "ispu"])
     assert result.exit_code == 1
     assert "sub-index" in result.output and "not concentrations" in result.output
 
@@ -217,7 +235,7 @@ def summary_counts(output: str) -> dict[str, int]:
 def test_replayed_slices_land_complete_in_influxdb_with_times_and_units(
     broker: Any, influx: Any, influx_db: str, unique_city: str, tmp_path: Path
 ) -> None:
-    limit = 300
+    limit = SLICE_ROWS  # the whole committed slices
     with (
         InfluxClient(influx.url, influx_db) as client,
         running_collector(

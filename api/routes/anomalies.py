@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.anomaly_ids import parse_anomaly_id
 from api.auth import require
 from api.context import context
-from api.problems import Problem
+from api.models import Anomaly, AnomalyList
+from api.problems import OrjsonResponse, Problem
 from api.queries import AnomalyFilter, parse_time
 from api.routes.params import Kind, Segment
 from api.tokens import Scope, TokenRecord
@@ -32,7 +33,7 @@ class AckBody(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-@router.get("", dependencies=[Depends(require(Scope.READ))])
+@router.get("", response_model=AnomalyList, dependencies=[Depends(require(Scope.READ))])
 async def list_anomalies(
     request: Request,
     kind: Kind | None = None,
@@ -44,7 +45,7 @@ async def list_anomalies(
     until: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
     acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> Response:
     """Recent anomalies (default: the last 7 days), newest first, with their acks."""
     until_s = parse_time(until, "until") if until is not None else time.time() + 3600
     since_s = parse_time(since, "since") if since is not None else until_s - _WEEK - 3600
@@ -67,16 +68,16 @@ async def list_anomalies(
         raise Problem(502, f"InfluxDB refused the query: {exc}") from None
     if acknowledged is not None:
         found = [a for a in found if (a.acknowledged is not None) == acknowledged]
-    return {"count": len(found), "anomalies": [a.as_json() for a in found]}
+    return OrjsonResponse({"count": len(found), "anomalies": [a.as_json() for a in found]})
 
 
-@router.post("/{anomaly_id}/ack")
+@router.post("/{anomaly_id}/ack", response_model=Anomaly)
 async def acknowledge(
     request: Request,
     anomaly_id: Annotated[str, Path(max_length=160, description="device.detector.field.ns")],
     body: AckBody,
     token: Annotated[TokenRecord, Depends(require(Scope.OPERATE))],
-) -> dict[str, Any]:
+) -> Response:
     """Acknowledge one anomaly (who, when, note); acknowledging again replaces the note."""
     key = parse_anomaly_id(anomaly_id)
     if key is None:
@@ -102,4 +103,4 @@ async def acknowledge(
     except ConnectionError:
         for event in events:
             ctx.hub.publish(event)
-    return anomaly.as_json()
+    return OrjsonResponse(anomaly.as_json())

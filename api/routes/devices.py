@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.auth import require
 from api.context import context
 from api.livestate import DeviceInfo
-from api.problems import Problem
+from api.models import DeviceDetail, DeviceList, History, Status
+from api.problems import OrjsonResponse, Problem
 from api.queries import check_segment, history_query, parse_time
 from api.routes.params import DeviceId, Kind, Segment
 from api.tokens import Scope
@@ -49,8 +50,6 @@ _NICE_INTERVALS: Final = (
     604800,
 )
 
-Status = Literal["ok", "anomaly", "offline", "unknown"]
-
 
 def _device(request: Request, device_id: str) -> DeviceInfo:
     check_segment(device_id, "device_id")
@@ -60,13 +59,13 @@ def _device(request: Request, device_id: str) -> DeviceInfo:
     return device
 
 
-@router.get("")
+@router.get("", response_model=DeviceList)
 async def list_devices(
     request: Request,
     kind: Kind | None = None,
     district: Segment | None = None,
     status: Status | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """Devices with their status (ok, anomaly, offline, unknown), filtered."""
     state = context(request).state
     now = time.time()
@@ -80,11 +79,11 @@ async def list_devices(
             continue
         out.append(item)
     out.sort(key=lambda d: d["device_id"])
-    return {"count": len(out), "devices": out}
+    return OrjsonResponse({"count": len(out), "devices": out})
 
 
-@router.get("/{device_id}")
-async def get_device(request: Request, device_id: DeviceId) -> dict[str, Any]:
+@router.get("/{device_id}", response_model=DeviceDetail)
+async def get_device(request: Request, device_id: DeviceId) -> Response:
     """One device: its newest reading, its latest indicators and its open anomalies."""
     device = _device(request, device_id)
     state = context(request).state
@@ -92,7 +91,7 @@ async def get_device(request: Request, device_id: DeviceId) -> dict[str, Any]:
     anomalies = state.open_anomalies(device.device_id, now)
     reading = state.readings.get(device.device_id)
     indicator = state.indicators.get((device.kind, device.district, device.device_id))
-    return {
+    body = {
         "device": state.device_json(
             device, now, (len(anomalies), anomalies[0].ts) if anomalies else None
         ),
@@ -102,9 +101,10 @@ async def get_device(request: Request, device_id: DeviceId) -> dict[str, Any]:
         else {"ts": indicator.ts, "values": indicator.values},
         "anomalies": [a.as_json() for a in anomalies],
     }
+    return OrjsonResponse(body)
 
 
-@router.get("/{device_id}/history")
+@router.get("/{device_id}/history", response_model=History)
 async def history(
     request: Request,
     device_id: DeviceId,
@@ -112,7 +112,7 @@ async def history(
     start: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
     end: Annotated[str | None, Query(max_length=40, description="epoch s or RFC 3339")] = None,
     interval: Annotated[int | None, Query(ge=1, le=31 * 86400, description="seconds")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """A field over a time range: mean, min, max and last per interval (InfluxQL GROUP BY)."""
     device = _device(request, device_id)
     ctx = context(request)
@@ -128,16 +128,16 @@ async def history(
     span = end_s - start_s
     if span <= 0:
         raise Problem(422, "start must be before end")
-    if span > settings.api_history_max_days * 86400:
-        raise Problem(422, f"the range may span at most {settings.api_history_max_days:g} days")
+    if span > settings.api.history_max_days * 86400:
+        raise Problem(422, f"the range may span at most {settings.api.history_max_days:g} days")
     if interval is None:
         wanted = span / _TARGET_POINTS
         interval = next((i for i in _NICE_INTERVALS if i >= wanted), math.ceil(wanted))
-    if span / interval > settings.api_history_max_points:
+    if span / interval > settings.api.history_max_points:
         raise Problem(
             422,
             f"{math.ceil(span / interval)} intervals asked; at most "
-            f"{settings.api_history_max_points}: widen the interval or narrow the range",
+            f"{settings.api.history_max_points}: widen the interval or narrow the range",
         )
     query = history_query(
         kind, name, device.device_id, int(start_s * 1e9), int(end_s * 1e9), interval
@@ -158,12 +158,14 @@ async def history(
         }
         for r in found
     ]
-    return {
-        "device_id": device.device_id,
-        "kind": kind,
-        "field": name,
-        "start": start_s,
-        "end": end_s,
-        "interval_s": interval,
-        "points": points,
-    }
+    return OrjsonResponse(
+        {
+            "device_id": device.device_id,
+            "kind": kind,
+            "field": name,
+            "start": start_s,
+            "end": end_s,
+            "interval_s": interval,
+            "points": points,
+        }
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import authorize, require
 from api.context import context
 from api.feed import EVENT_TYPES, FeedFilter
+from api.models import FeedFrame
 from api.problems import Problem
 from api.routes.params import Kind, Segment
 from api.tokens import Scope
@@ -22,6 +23,55 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/feed", tags=["feed"])
 
 _HEARTBEAT_S: Final = 15.0
+
+
+class EventStreamResponse(StreamingResponse):
+    """A Server-Sent Events stream (so OpenAPI names its media type)."""
+
+    media_type = "text/event-stream"
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with its `$defs` references replaced by the definitions themselves."""
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+    # The discriminator's mapping names $defs; the `type` constants say the same inline.
+    return {k: _inline(v, defs) for k, v in schema.items() if k not in ("$defs", "discriminator")}
+
+
+def _frame_schema() -> dict[str, Any]:
+    schema = FeedFrame.model_json_schema()
+    inlined: dict[str, Any] = _inline(schema, schema.get("$defs", {}))
+    return inlined
+
+
+# OpenAPI 3.2 style (as FastAPI documents its own SSE routes): each item is one SSE event.
+_SSE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "An endless stream of `frame` events; comments are heartbeats.",
+        "content": {
+            "text/event-stream": {
+                "itemSchema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "const": "frame"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": _frame_schema(),
+                        },
+                    },
+                    "required": ["event", "data"],
+                }
+            }
+        },
+    }
+}
 
 
 def _filter(
@@ -42,7 +92,12 @@ Types = Annotated[
 ]
 
 
-@router.get("/sse", dependencies=[Depends(require(Scope.READ, allow_query=True))])
+@router.get(
+    "/sse",
+    dependencies=[Depends(require(Scope.READ, allow_query=True))],
+    response_class=EventStreamResponse,
+    responses=_SSE_RESPONSES,
+)
 async def sse(
     request: Request,
     types: Types = None,
@@ -51,7 +106,7 @@ async def sse(
     device_id: Segment | None = None,
     access_token: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: one `frame` event per flush ({seq, dropped, events})."""
+    """Server-Sent Events: one `frame` event per flush, its data a `FeedFrame`."""
     ctx = context(request)
     subscription = ctx.hub.subscribe(_filter(types, kind, district, device_id))
     gauge = ctx.metrics.feed_clients.labels("sse")
@@ -85,7 +140,7 @@ async def websocket(
     district: Segment | None = None,
     device_id: Segment | None = None,
 ) -> None:
-    """WebSocket: one text message per frame ({seq, dropped, events})."""
+    """WebSocket: one text message per frame, a `FeedFrame` ({seq, dropped, events})."""
     try:
         authorize(socket, Scope.READ, allow_query=True)
         feed_filter = _filter(types, kind, district, device_id)

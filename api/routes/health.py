@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import require
 from api.context import context
+from api.models import Health, Readiness
 from api.tokens import Scope
 
 __all__ = ["router"]
@@ -18,12 +17,16 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health() -> dict[str, Any]:
+async def health() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: the failing check is false"}},
+)
 async def ready(request: Request) -> JSONResponse:
     """Ready when the broker link is up and InfluxDB answers; 503 and which one is not."""
     ctx = context(request)
@@ -34,7 +37,12 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", dependencies=[Depends(require(Scope.READ))])
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require(Scope.READ))],
+    response_class=PlainTextResponse,
+    response_description="Prometheus text exposition format",
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this API process."""
     ctx = context(request)

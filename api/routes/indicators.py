@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from api.auth import require
 from api.context import context
 from api.livestate import LiveState
-from api.problems import Problem
+from api.models import DistrictSummaries, DistrictSummary, IndicatorList, RegencySummary
+from api.problems import OrjsonResponse, Problem
 from api.routes.params import Kind, Segment
 from api.tokens import Scope
 from pantau.derived import DISTRICT_DEVICE
@@ -25,7 +26,7 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("", response_class=Response)
+@router.get("", response_model=IndicatorList)
 async def device_indicators(
     request: Request, kind: Kind | None = None, district: Segment | None = None
 ) -> Response:
@@ -54,7 +55,7 @@ def _device_indicators(state: LiveState, kind: str | None, district: str | None)
     return {"count": len(out), "indicators": out}
 
 
-@router.get("/regency", response_class=Response)
+@router.get("/regency", response_model=RegencySummary)
 async def regency(request: Request) -> Response:
     """The regency's air, flood and streetlight summary."""
     ctx = context(request)
@@ -66,7 +67,7 @@ async def regency(request: Request) -> Response:
     return _json(ctx.cached_json(("regency",), build))
 
 
-@router.get("/districts", response_class=Response)
+@router.get("/districts", response_model=DistrictSummaries)
 async def districts(request: Request) -> Response:
     """Every district's air, flood and streetlight summary."""
     ctx = context(request)
@@ -78,11 +79,11 @@ async def districts(request: Request) -> Response:
     return _json(ctx.cached_json(("districts",), build))
 
 
-@router.get("/districts/{district}")
-async def district(request: Request, district: str) -> dict[str, Any]:
+@router.get("/districts/{district}", response_model=DistrictSummary)
+async def district(request: Request, district: str) -> Response:
     """One district's summary."""
     areas = context(request).areas()
     found = areas["districts"].get(district)
     if found is None:
         raise Problem(404, "no indicators for that district")
-    return {"ts": areas["ts"], "district": district, **found}
+    return OrjsonResponse({"ts": areas["ts"], "district": district, **found})

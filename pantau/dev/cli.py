@@ -55,11 +55,11 @@ def _resolve(
         settings = Settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid PANTAU_* environment: {exc}") from exc
-    root = directory if directory is not None else settings.services_dir
+    root = directory if directory is not None else settings.services.dir
     saved = _load_ports(root)
     ports = _Ports(
-        mqtt_port=mqtt_port or (saved.mqtt_port if saved else settings.services_mqtt_port),
-        influx_port=influx_port or (saved.influx_port if saved else settings.services_influx_port),
+        mqtt_port=mqtt_port or (saved.mqtt_port if saved else settings.services.mqtt_port),
+        influx_port=influx_port or (saved.influx_port if saved else settings.services.influx_port),
         influx_rpc_port=saved.influx_rpc_port if saved else free_port(),
     )
     return root, ports, saved

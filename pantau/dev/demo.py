@@ -68,8 +68,8 @@ def _create_token(tokens_file: Path) -> str:
 )
 def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
     """Start broker, database, a simulated fleet, a collector and the API; Ctrl-C stops them."""
-    settings = Settings(api_port=port)
-    logs = settings.services_dir / "logs"
+    settings = Settings.from_options(api_port=port)
+    logs = settings.services.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     up = subprocess.run([*_PANTAU, "services", "up"], capture_output=True, text=True, check=False)
     if up.returncode != 0:
@@ -92,7 +92,7 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    url = f"http://{settings.api_host}:{port}"
+    url = f"http://{settings.api.host}:{port}"
     try:
         ingest_log = start("ingest", ["ingest", *common, "--metrics-port", str(metrics_port)])
         _wait_until(
@@ -110,7 +110,7 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
                 "--faults",
                 faults,
                 "--ground-truth",
-                str(settings.services_dir / "ground-truth.csv"),
+                str(settings.services.dir / "ground-truth.csv"),
             ],
         )
         click.echo(f"Pantau is running. Dashboard: {url}/#token={token}")
