@@ -21,6 +21,7 @@ __all__ = [
     "AnomalyList",
     "AreaScores",
     "AreaSummary",
+    "CatalogAnswer",
     "Contribution",
     "DeviceDetail",
     "DeviceIndicators",
@@ -32,12 +33,14 @@ __all__ = [
     "DistrictSummary",
     "FeedEvent",
     "FeedFrame",
+    "FieldAnswer",
     "FloodCounts",
     "Health",
     "History",
     "HistoryPoint",
     "IndicatorEvent",
     "IndicatorList",
+    "KindAnswer",
     "LatestIndicators",
     "LatestReading",
     "Readiness",
@@ -45,6 +48,7 @@ __all__ = [
     "ReadingEvent",
     "RegencySummary",
     "Scores",
+    "SiteAnswer",
     "Status",
     "StreetlightSummary",
     "WaterSummary",
@@ -409,3 +413,43 @@ class FeedFrame(_Body):
     seq: int
     dropped: int
     events: list[FeedEvent]
+
+
+# -- catalog and site ------------------------------------------------------------------------
+
+
+class FieldAnswer(_Body):
+    """One measured field of a kind."""
+
+    name: str = Field(examples=["pm25"])
+    unit: str = Field(description="as stored, e.g. ug/m3, C, cm; 0/1 for binary fields")
+    low: float = Field(description="lowest value a working sensor can physically report")
+    high: float = Field(description="highest value a working sensor can physically report")
+    binary: bool = Field(description="only 0 or 1 is valid")
+    description: str
+
+
+class KindAnswer(_Body):
+    """A device kind and its fields, in column order."""
+
+    kind: str = Field(examples=["air_quality"])
+    fields: list[FieldAnswer]
+    default_field: str = Field(
+        description="the field a device's history shows when none is asked for", examples=["pm25"]
+    )
+
+
+class CatalogAnswer(_Body):
+    """Every device kind the platform knows."""
+
+    kinds: list[KindAnswer]
+
+
+class SiteAnswer(_Body):
+    """The deployment's public settings: what a page needs to name the area and show times."""
+
+    region_name: str = Field(examples=["Kabupaten Purbalingga"])
+    time_zone: str = Field(description="IANA time zone name", examples=["Asia/Jakarta"])
+    time_zone_abbr: str = Field(
+        description="its abbreviation now (WIB, WITA, WIT), or the UTC offset", examples=["WIB"]
+    )

@@ -19,6 +19,7 @@ from typing import Final
 
 import numpy as np
 
+from pantau.timestamps import parse_time
 from processors.indicators.ispu import ISPU_BREAKPOINTS, ISPU_INDEX_POINTS
 
 __all__ = [
@@ -247,7 +248,7 @@ def parse_pintu_air(lines: Iterable[str], source: str, utc_offset_h: float) -> I
             yield Skipped("pintu_air", line, "short_row")
             continue
         try:
-            ts = _epoch(datetime.fromisoformat(cells[index["Tanggal"]]), utc_offset_h)
+            ts = parse_time(cells[index["Tanggal"]], epoch=False, naive_utc_offset_h=utc_offset_h)
         except ValueError as exc:
             for _, _, stream in gauges:
                 yield Skipped(stream, line, "bad_timestamp", str(exc))
@@ -268,9 +269,8 @@ def parse_ea(lines: Iterable[str], source: str, utc_offset_h: float) -> Iterator
             yield Skipped(stream, line, "short_row")
             continue
         try:
-            moment = datetime.fromisoformat(cells[index["dateTime"]].replace("Z", "+00:00"))
             # An explicit offset in the file wins over the format's default.
-            ts = moment.timestamp() if moment.tzinfo else _epoch(moment, utc_offset_h)
+            ts = parse_time(cells[index["dateTime"]], epoch=False, naive_utc_offset_h=utc_offset_h)
         except ValueError as exc:
             yield Skipped(stream, line, "bad_timestamp", str(exc))
             continue

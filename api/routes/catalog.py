@@ -7,67 +7,18 @@ import zoneinfo
 from typing import Final
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require
 from api.context import context
+from api.models import CatalogAnswer, FieldAnswer, KindAnswer, SiteAnswer
 from api.routes.devices import DEFAULT_FIELD
 from api.tokens import Scope
 from pantau.settings import ApiSettings
 from processors.catalog import CATALOG, KindSpec
 
-__all__ = ["CatalogAnswer", "FieldAnswer", "KindAnswer", "SiteAnswer", "router"]
-
-# Until `ApiSettings` has these fields (PANTAU_API_REGION_NAME, PANTAU_API_TIME_ZONE).
+__all__ = ["router", "site"]
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Scope.READ))])
-
-_FROZEN = ConfigDict(frozen=True)
-
-
-class FieldAnswer(BaseModel):
-    """One measured field of a kind."""
-
-    model_config = _FROZEN
-
-    name: str = Field(examples=["pm25"])
-    unit: str = Field(description="as stored, e.g. ug/m3, C, cm; 0/1 for binary fields")
-    low: float = Field(description="lowest value a working sensor can physically report")
-    high: float = Field(description="highest value a working sensor can physically report")
-    binary: bool = Field(description="only 0 or 1 is valid")
-    description: str
-
-
-class KindAnswer(BaseModel):
-    """A device kind and its fields, in column order."""
-
-    model_config = _FROZEN
-
-    kind: str = Field(examples=["air_quality"])
-    fields: list[FieldAnswer]
-    default_field: str = Field(
-        description="the field a device's history shows when none is asked for", examples=["pm25"]
-    )
-
-
-class CatalogAnswer(BaseModel):
-    """Every device kind the platform knows."""
-
-    model_config = _FROZEN
-
-    kinds: list[KindAnswer]
-
-
-class SiteAnswer(BaseModel):
-    """The deployment's public settings: what a page needs to name the area and show times."""
-
-    model_config = _FROZEN
-
-    region_name: str = Field(examples=["Kabupaten Purbalingga"])
-    time_zone: str = Field(description="IANA time zone name", examples=["Asia/Jakarta"])
-    time_zone_abbr: str = Field(
-        description="its abbreviation now (WIB, WITA, WIT), or the UTC offset", examples=["WIB"]
-    )
 
 
 def _kind(spec: KindSpec) -> KindAnswer:
