@@ -386,22 +386,10 @@ class IndicatorEvent(_Body):
     values: IndicatorValues
 
 
-class AnomalyEvent(_Body):
+class AnomalyEvent(Anomaly):
     """A new anomaly (`anomaly`) or an acknowledgement of one (`ack`)."""
 
     type: Literal["anomaly", "ack"]
-    id: str
-    ts: _Ts
-    kind: str
-    city: str
-    district: str
-    device_id: str
-    detector: str
-    field: str
-    severity: str
-    score: float | None
-    value: float | None
-    acknowledged: Acknowledgement | None
 
 
 FeedEvent = Annotated[ReadingEvent | IndicatorEvent | AnomalyEvent, Field(discriminator="type")]
