@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import mimetypes
 import time
@@ -15,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.anomaly_store import AnomalyStore
 from api.broker import BrokerLink
@@ -23,7 +26,7 @@ from api.feed import FeedHub
 from api.limits import BodyLimitMiddleware
 from api.livestate import LiveState
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.problems import OrjsonResponse, install_problem_handlers
+from api.problems import OrjsonResponse, install_problem_handlers, problem_response
 from api.queries import AnomalyFilter
 from api.ratelimit import RateLimiter
 from api.routes import anomalies, catalog, devices, dimensions, feed, health, indicators
@@ -40,6 +43,63 @@ log = logging.getLogger(__name__)
 
 STATIC: Final = Path(__file__).parent / "static"
 _SEED_RETRY_S: Final = 5.0
+# Revoked tokens' open feeds are closed within this (plus a flush).
+_REVOCATION_CHECK_S: Final = 0.25
+
+# The dashboard loads only its own modules, styles, data and API; it sets style attributes
+# (bar widths, colours), which `style-src-attr` allows without allowing <style> or scripts.
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# /docs and /redoc (off unless `api.docs_enabled`) load their scripts from a CDN and inline.
+_DOCS_CSP: Final = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+_INTERNAL: Final = "the API failed on this request; its log has the details"
+_DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+class SecurityHeadersMiddleware:
+    """Browser hardening headers on every HTTP response, errors included."""
+
+    def __init__(self, app: ASGIApp, docs_enabled: bool = False) -> None:
+        self.app = app
+        self.docs_paths = _DOCS_PATHS if docs_enabled else frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers to the response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = _DOCS_CSP if scope.get("path") in self.docs_paths else CSP
+
+        started = False
+
+        async def with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = csp
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            # The traceback goes to the log (re-raised to the server); the client learns nothing.
+            if not started:
+                await problem_response(500, _INTERNAL)(scope, receive, with_headers)
+            raise
 
 
 def _context(settings: Settings, registry: Registry | None) -> ApiContext:
@@ -61,7 +121,10 @@ def _context(settings: Settings, registry: Registry | None) -> ApiContext:
         influx=influx,
         anomalies=AnomalyStore(influx),
         tokens=TokenStore(settings.effective_tokens_file),
-        model=ScoringModel.load(settings.api.scoring_model),
+        # Answers name the model by its file name only: never a path of this host.
+        model=dataclasses.replace(
+            ScoringModel.load(settings.api.scoring_model), source=settings.api.scoring_model.name
+        ),
         metrics=metrics,
         limiter=RateLimiter(settings.api.rate_per_s, settings.api.rate_burst),
     )
@@ -96,6 +159,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             asyncio.create_task(ctx.link.run(), name="api-broker-link"),
             asyncio.create_task(ctx.hub.run(settings.api.feed_interval_s), name="api-feed-flush"),
             asyncio.create_task(_seed_anomalies(ctx), name="api-seed-anomalies"),
+            asyncio.create_task(
+                ctx.tokens.watch_revocations(_REVOCATION_CHECK_S), name="api-token-revocations"
+            ),
         ]
         try:
             yield
@@ -112,8 +178,15 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         summary="Live indicators, six-dimension scores and live feeds of a Pantau deployment.",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        # Their pages load scripts from a CDN, on the dashboard's origin: off unless asked for.
+        docs_url="/docs" if settings.api.docs_enabled else None,
+        redoc_url="/redoc" if settings.api.docs_enabled else None,
     )
     app.state.ctx = ctx
+    # Requests without a valid token, per client address (api/auth.py).
+    app.state.unauth_limiter = RateLimiter(
+        settings.api.unauth_rate_per_s, settings.api.unauth_rate_burst
+    )
     install_problem_handlers(app)
     for module in (health, devices, indicators, dimensions, anomalies, feed, catalog):
         app.include_router(module.router)
@@ -134,4 +207,5 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(SecurityHeadersMiddleware, docs_enabled=settings.api.docs_enabled)
     return app

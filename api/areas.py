@@ -43,11 +43,16 @@ def _air(entries: list[IndicatorEntry]) -> dict[str, Any] | None:
         "stations": len(entries),
         "ispu_max": max(values),
         "ispu_mean": sum(values) / len(values),
-        "category": worst.values.get("ispu_category"),
-        "colour": worst.values.get("ispu_colour"),
-        "critical": worst.values.get("ispu_critical"),
+        "category": _label(worst.values.get("ispu_category")),
+        "colour": _label(worst.values.get("ispu_colour")),
+        "critical": _label(worst.values.get("ispu_critical")),
         "ts": max(e.ts for e in entries),
     }
+
+
+def _label(value: Any) -> str | None:
+    """A label as the answer declares it: a string, or None (never a number or anything else)."""
+    return value if isinstance(value, str) else None
 
 
 def _water(entries: list[IndicatorEntry]) -> dict[str, Any] | None:

@@ -9,11 +9,32 @@ from starlette.requests import HTTPConnection
 
 from api.context import context
 from api.problems import Problem
+from api.ratelimit import RateLimiter
 from api.tokens import Scope, TokenRecord
 
 __all__ = ["authorize", "require"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pantau"'}
+
+
+def _retry_after(wait: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(wait)))}
+
+
+def _unauthenticated(connection: HTTPConnection, detail: str) -> Problem:
+    """A 401, or a 429 once this client address sent too many requests without a valid token."""
+    limiter: RateLimiter | None = getattr(connection.app.state, "unauth_limiter", None)
+    if limiter is not None:
+        address = connection.client.host if connection.client else "unknown"
+        wait = limiter.wait_s(f"address:{address}")
+        if wait > 0:
+            return Problem(
+                429,
+                "too many requests without a valid token from this address; "
+                "send a valid bearer token, or wait",
+                headers=_retry_after(wait),
+            )
+    return Problem(401, detail, headers=_CHALLENGE)
 
 
 def _presented(connection: HTTPConnection, allow_query: bool) -> str | None:
@@ -35,18 +56,16 @@ def authorize(
     """The token's record, or a 401/403 Problem."""
     token = _presented(connection, allow_query)
     if token is None:
-        raise Problem(
-            401, "a bearer token is required: Authorization: Bearer <token>", headers=_CHALLENGE
+        raise _unauthenticated(
+            connection, "a bearer token is required: Authorization: Bearer <token>"
         )
     record = context(connection).tokens.verify(token)
     if record is None:
-        raise Problem(401, "unknown or revoked token", headers=_CHALLENGE)
+        raise _unauthenticated(connection, "unknown or revoked token")
     wait = context(connection).limiter.wait_s(record.token_id)
     if wait > 0:
         raise Problem(
-            429,
-            "this token is over its request rate; slow down",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            429, "this token is over its request rate; slow down", headers=_retry_after(wait)
         )
     if Scope.parse(record.scope) < scope:
         raise Problem(403, f"this needs the {scope.label} scope; the token has {record.scope}")

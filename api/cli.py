@@ -49,6 +49,7 @@ def api(**options: Any) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.limits import timed_http_protocol, timed_ws_protocol
 
     settings = Settings.from_options(**options)
     configure_logging(settings.log_level)
@@ -60,18 +61,32 @@ def api(**options: Any) -> None:
         )
     app = create_app(settings, registry)
     log.info("api listening", extra={"url": f"http://{settings.api.host}:{settings.api.port}/"})
+    limits = settings.api
     uvicorn.run(
         app,
-        host=settings.api.host,
-        port=settings.api.port,
+        host=limits.host,
+        port=limits.port,
         log_config=None,
         access_log=False,
-        ws="websockets-sansio",
+        # uvicorn's httptools and websockets-sansio protocols, with time limits on slow and
+        # stuck clients (api/limits.py).
+        http=timed_http_protocol(limits.request_timeout_s, limits.send_timeout_s),
+        ws=timed_ws_protocol(limits.send_timeout_s),
+        timeout_keep_alive=limits.keep_alive_s,
+        ws_ping_interval=limits.ws_ping_interval_s,
+        ws_ping_timeout=limits.ws_ping_timeout_s,
         # Compressing every frame once per client costs more CPU than the feed's bandwidth.
         ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
+
+
+def _check_name(name: str) -> str:
+    # Acks carry the name to every replica, which refuses longer ones (pantau.derived.Ack).
+    if len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise click.BadParameter("at most 200 characters, no control characters")
+    return name
 
 
 @click.group()
@@ -98,7 +113,12 @@ _TOKENS_FILE = click.option(
     required=True,
     help="read: look; operate: also acknowledge anomalies; admin: everything",
 )
-@click.option("--name", default="", help="Who or what the token is for (shown in acks)")
+@click.option(
+    "--name",
+    default="",
+    callback=lambda _ctx, _param, value: _check_name(value),
+    help="Who or what the token is for (shown in acks; at most 200 characters)",
+)
 @_TOKENS_FILE
 def create(scope: str, name: str, tokens_file: Path | None) -> None:
     """Create a token and print it once: only its hash is kept."""

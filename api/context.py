@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from api.anomaly_store import AnomalyStore
 from api.areas import area_metrics, area_summary
-from api.broker import BrokerLink
+from api.broker import BrokerLink, RejectionLog
 from api.feed import FeedHub
 from api.livestate import IndicatorEntry, LiveState
 from api.metrics import ApiMetrics
@@ -28,6 +29,8 @@ __all__ = ["ApiContext", "context"]
 # Area summaries, scores and their JSON are rebuilt at most this often while readings stream in.
 _SUMMARY_EVERY_S = 0.5
 _MAX_CACHED_ANSWERS = 512
+# Readiness (a broker check and an InfluxDB ping) is worked out at most this often.
+_READY_EVERY_S = 1.0
 
 
 @dataclass
@@ -54,6 +57,48 @@ class ApiContext:
     _areas: _Cached = field(default_factory=_Cached)
     _scores: _Cached = field(default_factory=_Cached)
     _answers: dict[tuple[str, ...], _Cached] = field(default_factory=dict)
+    _ready: _Cached = field(default_factory=_Cached)
+    _ready_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+    _rejection_log: RejectionLog = field(default_factory=RejectionLog)
+
+    def __post_init__(self) -> None:
+        """Wire the parts to the settings' bounds and to the metrics."""
+        self.state.configure(self.settings.api)
+        self.state.on_reject = self._rejected
+        self.state.on_bound = self.metrics.bounded
+        self.hub.on_failed = self.metrics.feed_events_failed.inc
+        self.metrics.watch_state(self.state.sizes, tuple(self.state.sizes()))
+        self.metrics.feed_alive.set_function(lambda: 1.0 if self.hub.healthy() else 0.0)
+
+    def _rejected(self, reason: str, topic: str, detail: str) -> None:
+        self.metrics.derived_rejected.labels(reason).inc()
+        self._rejection_log(reason, topic, detail)
+
+    async def readiness(self) -> dict[str, bool]:
+        """The readiness checks, worked out at most once a second (concurrent callers share).
+
+        `broker`: the link is connected and its task runs; `feed`: the live feed's flush task
+        runs; `influxdb`: InfluxDB answers a ping.
+        """
+        slot = self._ready
+        if slot.value is not None and time.monotonic() - slot.at < _READY_EVERY_S:
+            checks: dict[str, bool] = slot.value
+            return checks
+        loop = asyncio.get_running_loop()
+        if self._ready_lock is None or self._ready_lock[0] is not loop:
+            self._ready_lock = (loop, asyncio.Lock())
+        async with self._ready_lock[1]:
+            if slot.value is not None and time.monotonic() - slot.at < _READY_EVERY_S:
+                checks = slot.value
+                return checks
+            link = self.link.alive and self.link.connected.is_set()
+            checks = {
+                "broker": link,
+                "feed": self.hub.healthy(),
+                "influxdb": await self.influx.ping(),
+            }
+            slot.at, slot.value = time.monotonic(), checks
+        return checks
 
     def cached_json(self, key: tuple[str, ...], build: Callable[[], Any]) -> bytes:
         """An answer's JSON, rebuilt only when the state changed (and at most every 0.5 s).

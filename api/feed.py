@@ -4,11 +4,17 @@ Events gather for `interval` seconds, then each distinct filter's frame is encod
 queued to its clients. Every client has a bounded queue of frames: a slow client loses its own
 oldest frames, and the next frame it gets says how many events it lost. Nothing a client does
 can slow the flush, so one slow client never delays the others.
+
+Nothing an event holds stops the feed either: an event that cannot be encoded is dropped and
+counted (`events_failed`), the others go out, and `run` records its liveness (`alive`,
+`last_flush`) for the readiness check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +23,8 @@ from typing import Any, Final
 import orjson
 
 __all__ = ["EVENT_TYPES", "FeedFilter", "FeedHub", "Subscription"]
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES: Final = frozenset({"anomaly", "indicator", "reading", "ack"})
 
@@ -85,14 +93,30 @@ class FeedHub:
     """Gathers events and fans them out in frames."""
 
     def __init__(
-        self, max_frames: int = 50, on_dropped: Callable[[int], None] | None = None
+        self,
+        max_frames: int = 50,
+        on_dropped: Callable[[int], None] | None = None,
+        on_failed: Callable[[int], None] | None = None,
     ) -> None:
         self.max_frames = max_frames
         self.on_dropped = on_dropped
+        self.on_failed = on_failed
         self._pending: list[dict[str, Any]] = []
         self._subscriptions: set[Subscription] = set()
         self._seq = 0
         self.events_dropped = 0  # all clients, for the metrics
+        self.events_failed = 0  # events that could not be sent (encoding), for the metrics
+        # Liveness for readiness: True while run() runs; when it last flushed (monotonic).
+        self.alive = False
+        self.last_flush: float | None = None
+        self.interval: float | None = None
+
+    def healthy(self, now: float | None = None) -> bool:
+        """True while run() runs and flushed within a few intervals (at least 5 s)."""
+        if not self.alive or self.last_flush is None or self.interval is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return now - self.last_flush <= max(5.0, 20 * self.interval)
 
     @property
     def clients(self) -> int:
@@ -131,10 +155,13 @@ class FeedHub:
         for subscription in self._subscriptions:
             groups.setdefault(subscription.filter, []).append(subscription)
         for feed_filter, members in groups.items():
-            chosen = _select(feed_filter, events)
+            try:
+                chosen = _select(feed_filter, events)
+                body = orjson.dumps(chosen) if chosen else b""
+            except Exception:  # one bad event must not stop the others
+                chosen, body = self._encode_each(feed_filter, events)
             if not chosen:
                 continue
-            body = orjson.dumps(chosen)
             for subscription in members:
                 lost = subscription.put(self._seq, len(chosen), body)
                 if lost:
@@ -142,11 +169,45 @@ class FeedHub:
                     if self.on_dropped is not None:
                         self.on_dropped(lost)
 
+    def _encode_each(
+        self, feed_filter: FeedFilter, events: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], bytes]:
+        """The events one by one: those that match and encode, the others dropped, counted."""
+        chosen, parts, failed = [], [], 0
+        for event in events:
+            try:
+                if not feed_filter.matches(event):
+                    continue
+                parts.append(orjson.dumps(event))
+            except Exception:  # counted; the rest still go out
+                failed += 1
+                continue
+            chosen.append(event)
+        if failed:
+            self.events_failed += failed
+            if self.on_failed is not None:
+                self.on_failed(failed)
+            log.warning("feed events dropped: they could not be encoded", extra={"count": failed})
+        return chosen, b"[" + b",".join(parts) + b"]"
+
     async def run(self, interval: float) -> None:
-        """Flush every `interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            self.flush()
+        """Flush every `interval` seconds until cancelled; a flush that fails is counted."""
+        self.interval = interval
+        self.alive = True
+        self.last_flush = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    self.flush()
+                except Exception:  # the feed goes on for everyone
+                    self.events_failed += 1
+                    if self.on_failed is not None:
+                        self.on_failed(1)
+                    log.exception("feed flush failed")
+                self.last_flush = time.monotonic()
+        finally:
+            self.alive = False
 
 
 def _select(feed_filter: FeedFilter, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,6 +45,50 @@ class ApiMetrics:
         self.broker_connected = Gauge(
             "pantau_api_broker_connected", "1 while connected to the MQTT broker", registry=r
         )
+        # The broker is untrusted input: what it sent that the API refused, and the bounds.
+        self.derived_rejected = Counter(
+            "pantau_api_derived_rejected",
+            "Derived messages (or batch entries) rejected, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.feed_events_failed = Counter(
+            "pantau_api_feed_events_failed",
+            "Feed events that could not be sent (encoding or flush errors)",
+            registry=r,
+        )
+        self.state_size = Gauge(
+            "pantau_api_state_size", "Entries the live state holds, by part", ["part"], registry=r
+        )
+        self.state_refused = Counter(
+            "pantau_api_state_refused",
+            "New entries refused because a part of the live state is at its bound",
+            ["part"],
+            registry=r,
+        )
+        self.state_evicted = Counter(
+            "pantau_api_state_evicted",
+            "Oldest entries evicted to keep a part of the live state within its bound",
+            ["part"],
+            registry=r,
+        )
+        self.feed_alive = Gauge(
+            "pantau_api_feed_alive", "1 while the live feed's flush task runs", registry=r
+        )
+
+    def watch_state(self, sizes: Callable[[], dict[str, int]], parts: tuple[str, ...]) -> None:
+        """Report the live state's sizes (read when scraped)."""
+        for part in parts:
+            self.state_size.labels(part).set_function(_size_of(sizes, part))
+
+    def bounded(self, part: str, action: str, count: int) -> None:
+        """Count entries refused or evicted by a bound of the live state."""
+        counter = self.state_evicted if action == "evicted" else self.state_refused
+        counter.labels(part).inc(count)
+
+
+def _size_of(sizes: Callable[[], dict[str, int]], part: str) -> Callable[[], float]:
+    return lambda: float(sizes()[part])
 
 
 class MetricsMiddleware:

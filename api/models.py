@@ -81,7 +81,8 @@ class Health(_Body):
 class ReadinessChecks(_Body):
     """Whether each dependency answers."""
 
-    broker: bool
+    broker: bool = Field(description="the broker link is connected and its task runs")
+    feed: bool = Field(description="the live feed's flush task runs")
     influxdb: bool
 
 

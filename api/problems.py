@@ -1,7 +1,12 @@
-"""Errors as RFC 9457 problem-details bodies (`application/problem+json`)."""
+"""Errors as RFC 9457 problem-details bodies (`application/problem+json`).
+
+A detail says what to change, and never carries internals: no upstream error text, no
+exception reprs, no paths of this host. The full story goes to the API's log.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 import orjson
@@ -10,7 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["OrjsonResponse", "Problem", "install_problem_handlers", "problem_response"]
+from pantau.influx import InfluxError, InfluxUnavailableError
+
+__all__ = [
+    "OrjsonResponse",
+    "Problem",
+    "influx_problem",
+    "install_problem_handlers",
+    "problem_response",
+]
+
+log = logging.getLogger(__name__)
 
 MEDIA_TYPE: Final = "application/problem+json"
 _TITLES: Final = {
@@ -24,8 +39,12 @@ _TITLES: Final = {
     415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
+    500: "Internal error",
+    502: "Bad gateway",
     503: "Service unavailable",
 }
+# A client may retry a 503 (InfluxDB down or slow) after this many seconds.
+_RETRY_AFTER_S: Final = 5
 
 
 class OrjsonResponse(JSONResponse):
@@ -44,6 +63,19 @@ class Problem(Exception):  # noqa: N818 (RFC 9457 calls it a problem)
         self.status = status
         self.detail = detail
         self.headers = headers
+
+
+def influx_problem(exc: InfluxError, what: str) -> Problem:
+    """The answer when InfluxDB fails `what`: 503 if down or slow, else 502; details to the log."""
+    if isinstance(exc, InfluxUnavailableError):
+        log.warning("InfluxDB is unavailable", extra={"request": what, "error": str(exc)})
+        return Problem(
+            503,
+            f"{what} needs InfluxDB, which is down or too slow: try again shortly",
+            headers={"Retry-After": str(_RETRY_AFTER_S)},
+        )
+    log.error("InfluxDB refused a query", extra={"request": what, "error": str(exc)})
+    return Problem(502, f"{what}: InfluxDB refused the query; the API's log has its answer")
 
 
 def problem_response(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
+import logging
 import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -19,6 +23,8 @@ __all__ = ["Scope", "TokenRecord", "TokenStore"]
 _PREFIX: Final = "pantau_"
 # The file is re-read when it changes, but looked at no more often than this.
 _RECHECK_S: Final = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class Scope(IntEnum):
@@ -66,6 +72,10 @@ class TokenStore:
         self._by_digest: dict[str, TokenRecord] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
+        self._ids: frozenset[str] = frozenset()
+        # token id -> {watch number: callback}: open live feeds, closed when their token goes.
+        self._watchers: dict[str, dict[int, Callable[[], None]]] = {}
+        self._numbers = itertools.count()
 
     def create(self, scope: Scope, name: str = "") -> tuple[str, TokenRecord]:
         """A new token (returned once, in clear) and its stored record."""
@@ -96,19 +106,55 @@ class TokenStore:
             return None
         return self._by_digest.get(_digest(token))
 
-    def _refresh(self) -> None:
+    def watch(self, token_id: str, on_revoked: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_revoked` once if this token is revoked (seen by `watch_revocations`).
+
+        Returns the function that stops watching (call it when the feed ends anyway).
+        """
+        number = next(self._numbers)
+        self._watchers.setdefault(token_id, {})[number] = on_revoked
+
+        def stop() -> None:
+            holders = self._watchers.get(token_id)
+            if holders is not None:
+                holders.pop(number, None)
+                if not holders:
+                    del self._watchers[token_id]
+
+        return stop
+
+    def check_revocations(self) -> None:
+        """Re-read the file if it changed, and call back the watchers of every revoked token."""
+        try:
+            self._refresh(force=True)
+        except (OSError, ValueError, TypeError) as exc:
+            # A hand-edited, broken file: keep what we knew rather than drop every feed.
+            log.warning("cannot read the token file", extra={"error": str(exc)})
+            return
+        for token_id in [t for t in self._watchers if t not in self._ids]:
+            for callback in self._watchers.pop(token_id).values():
+                callback()
+
+    async def watch_revocations(self, interval: float = 0.25) -> None:
+        """Check for revoked tokens every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.check_revocations()
+
+    def _refresh(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._checked < _RECHECK_S and self._stamp is not None:
+        if not force and now - self._checked < _RECHECK_S and self._stamp is not None:
             return
         self._checked = now
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            self._by_digest, self._stamp = {}, None
+            self._by_digest, self._stamp, self._ids = {}, None, frozenset()
             return
         stamp = (info.st_mtime_ns, info.st_size)
         if stamp != self._stamp:
             self._by_digest = {r.sha256: r for r in self._read()}
+            self._ids = frozenset(r.token_id for r in self._by_digest.values())
             self._stamp = stamp
 
     def _read(self) -> list[TokenRecord]:

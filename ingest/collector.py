@@ -16,14 +16,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.batch import Batch, BatchBuilder, Limits
 from ingest.derivation import Derivation, Derived
 from ingest.metrics import CollectorMetrics
+from ingest.rejections import bounded
 from ingest.store import DurableStore
 from pantau.backoff import Backoff
 from pantau.registry import Registry
-from pantau.settings import Settings, mqtt_endpoint
+from pantau.settings import Settings
 from pantau.tls import client_tls_context, describe_tls_error
 
 __all__ = ["Collector"]
@@ -39,6 +41,7 @@ _SWEEP_S: Final = 10.0  # how often silent devices are looked for
 # or a fleet catching up): devices are not silent then, their readings are still queued.
 _BACKLOG_S: Final = 300.0
 _SNAPSHOT_S: Final = 60.0  # how often the processors' state is saved
+_REFUSAL_LOG_S: Final = 60.0  # at most one "broker refused a publish" warning this often
 
 
 class _JitteredClient(mqtt.Client):
@@ -70,6 +73,7 @@ class _Received:
     mid: int
     qos: int
     generation: int  # connection the message arrived on; a packet id is only valid there
+    retain: bool = False  # a retained message (the flag as the publisher set it)
 
 
 class Collector:
@@ -117,6 +121,7 @@ class Collector:
         self._closing = threading.Event()
         self._connected = threading.Event()
         self._backoff = Backoff(0.5, settings.reconnect_max_s)
+        self._next_refusal_log = 0.0
         self._client = self._make_client()
 
     @property
@@ -132,7 +137,7 @@ class Collector:
     # -- MQTT ------------------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        endpoint = mqtt_endpoint(self._settings.mqtt.url)
+        endpoint = self._settings.mqtt.endpoint()
         client = _JitteredClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id,
@@ -154,6 +159,7 @@ class Collector:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def _connect_properties(self) -> Properties:
@@ -180,7 +186,7 @@ class Collector:
             self._metrics.mqtt_reconnects.inc()
         self._backoff.reset()
         # Re-subscribing an identical filter replaces the session's subscription, never doubles it.
-        client.subscribe(self._settings.subscription, qos=1)
+        client.subscribe(self._settings.subscription, options=self._subscribe_options())
         self._connected.set()
         self._metrics.mqtt_connected.set(1)
         log.info(
@@ -190,6 +196,28 @@ class Collector:
                 "session_present": flags.session_present,
                 "subscription": self._settings.subscription,
             },
+        )
+
+    def _subscribe_options(self) -> SubscribeOptions:
+        """QoS 1, and the options that let retained readings be taken once and then cleared.
+
+        Devices may publish readings retained (Mosquitto's ACLs cannot refuse the flag), and the
+        broker would hand each one out again at every subscribe: every reconnect re-rejected it.
+        - retainAsPublished: live messages keep the publisher's retain flag, so the collector
+          sees which readings were retained and clears them once they are durable.
+        - retainHandling=1: retained messages come only with a new subscription (a fresh
+          session), not with the re-subscribe of a resumed one; anything retained while the
+          session was away arrives queued, once, with its flag.
+        - noLocal: the collector's own clears (empty retained publishes on the data topics) do
+          not come back to it. MQTT v5 forbids noLocal on a shared subscription, so replicas
+          get each other's clears; those, like any zero-length retained message, are retained
+          deletions, acknowledged without a record (see _take).
+        """
+        return SubscribeOptions(
+            qos=1,
+            noLocal=not self._settings.subscription.startswith("$share/"),
+            retainAsPublished=True,
+            retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
         )
 
     def _on_disconnect(
@@ -216,14 +244,37 @@ class Collector:
                     message.mid,
                     message.qos,
                     self._generation,
+                    bool(message.retain),
                 )
+            )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        # Runs on the network thread. A refused publish (a derived message, or the clear of a
+        # retained reading) is an ACL that does not match this collector's role: say so,
+        # without a line per message.
+        if not reason.is_failure:
+            return
+        self._metrics.publishes_refused.inc()
+        now = time.monotonic()
+        if now >= self._next_refusal_log:
+            self._next_refusal_log = now + _REFUSAL_LOG_S
+            log.warning(
+                "broker refused a publish; check this collector's ACL",
+                extra={"reason": str(reason)},
             )
 
     # -- the batch loop --------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Collect until `stop` is set, then drain: stop taking, flush, acknowledge, disconnect."""
-        endpoint = mqtt_endpoint(self._settings.mqtt.url)
+        endpoint = self._settings.mqtt.endpoint()
         self._store.replay(budget_s=0.0, force_probe=True)  # learn InfluxDB's state at once
         self._client.connect_async(
             endpoint.host,
@@ -257,8 +308,13 @@ class Collector:
             if not pending:
                 self._batch_started = time.monotonic()
             pending.append(received)
-            builder.add(received.topic, received.payload)
             taken += 1
+            if received.retain and not received.payload:
+                # A zero-length retained message deletes a retained one; it carries no reading.
+                # Mostly the echo of a clear (another replica's, or ours without noLocal).
+                self._metrics.retained_deletions.inc()
+                continue
+            builder.add(received.topic, received.payload)
         if taken:
             self._metrics.messages_received.inc(taken)
         self._metrics.unacked_messages.set(len(pending) + len(inbox))
@@ -361,9 +417,26 @@ class Collector:
         for rejection in batch.rejections:
             self._metrics.rejected.labels(rejection.reason.value).inc()
         self._ack(self._pending)
+        self._clear_retained(self._pending)
         self._pending = []
         self._publish(derived)
         return True
+
+    def _clear_retained(self, received: list[_Received]) -> None:
+        """Delete the retained copies of readings that are now durable (stored or rejected).
+
+        A zero-length retained publish removes the broker's copy, so no later subscription gets
+        the reading (or its rejection) again. Only after the batch is durable: the reading was
+        taken from the message, and cleared before then it could be lost.
+        """
+        topics = dict.fromkeys(m.topic for m in received if m.retain and m.payload)
+        for topic in topics:
+            try:
+                self._client.publish(topic, b"", qos=1, retain=True)
+            except ValueError as exc:  # a topic paho will not publish to; nothing to clear
+                log.warning("cannot clear a retained message", extra={"error": bounded(str(exc))})
+                continue
+            self._metrics.retained_cleared.inc()
 
     def _encode(self, batch: Batch, derived_lines: list[str]) -> bytes:
         parts = [columns.line_protocol() for columns in batch.columns.values()]
@@ -375,7 +448,7 @@ class Collector:
                     "rejected",
                     extra={
                         "reason": rejection.reason.value,
-                        "topic": rejection.topic,
+                        "topic": rejection.topic,  # both bounded by Rejection itself
                         "index": rejection.index,
                         "detail": rejection.detail,
                     },

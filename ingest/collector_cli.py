@@ -19,7 +19,7 @@ from ingest.store import DurableStore
 from pantau.influx import InfluxClient
 from pantau.logs import configure_logging
 from pantau.registry import Registry
-from pantau.settings import Settings, mqtt_endpoint
+from pantau.settings import Settings
 from pantau.tls import TlsConfigError, client_tls_context
 
 __all__ = ["ingest"]
@@ -117,7 +117,7 @@ def ingest(**options: Any) -> None:
             segment_bytes=settings.spool.segment_bytes,
         ) as spool,
     ):
-        endpoint = mqtt_endpoint(settings.mqtt.url)
+        endpoint = settings.mqtt.endpoint()
         log.info(
             "starting collector",
             extra={

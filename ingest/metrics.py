@@ -86,6 +86,21 @@ class CollectorMetrics:
             "Batches the processors failed on (stored anyway)",
             registry=r,
         )
+        self.retained_cleared = Counter(
+            "pantau_retained_cleared",
+            "Retained messages on data topics cleared once their readings were durable",
+            registry=r,
+        )
+        self.retained_deletions = Counter(
+            "pantau_retained_deletions",
+            "Zero-length retained messages (deletions, e.g. the echo of a clear), not recorded",
+            registry=r,
+        )
+        self.publishes_refused = Counter(
+            "pantau_publishes_refused",
+            "Publishes (derived messages, retained clears) the broker refused",
+            registry=r,
+        )
         self.lag_seconds = Gauge(
             "pantau_lag_seconds",
             "Age of the newest reading of the last batch at write time",

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from pantau.lineprotocol import point
 
-__all__ = ["Reason", "Rejection", "encode_rejections"]
+__all__ = ["DETAIL_MAX_CHARS", "Reason", "Rejection", "bounded", "encode_rejections"]
+
+# Longest `detail` (and `topic`) a rejection keeps, marker included. A detail quotes what the
+# device sent (a value, a key, a topic segment), so without a bound one 1 MiB payload makes a
+# 1 MiB detail in InfluxDB and in the log. Every reason explains itself well within this; the
+# payload copy (`rejected_payload_bytes`) is a separate bound, and may be set to 0.
+DETAIL_MAX_CHARS: Final = 512
 
 
 class Reason(StrEnum):
@@ -53,6 +60,22 @@ class Rejection:
     index: int = -1
     kind: str = "unknown"
     device_id: str = ""
+
+    def __post_init__(self) -> None:
+        # Bounded here, so no path that builds a rejection (decoding, validation, InfluxDB's
+        # refusals) can store or log an unbounded text. A valid topic is far shorter.
+        if len(self.detail) > DETAIL_MAX_CHARS:
+            object.__setattr__(self, "detail", bounded(self.detail))
+        if len(self.topic) > DETAIL_MAX_CHARS:
+            object.__setattr__(self, "topic", bounded(self.topic))
+
+
+def bounded(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """`text` cut to at most `limit` characters, ending in a marker with its full length."""
+    if len(text) <= limit:
+        return text
+    marker = f"… [{len(text)} chars]"
+    return text[: max(0, limit - len(marker))] + marker[:limit]
 
 
 def encode_rejections(

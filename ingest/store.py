@@ -9,7 +9,7 @@ import time
 from typing import Final
 
 from ingest.metrics import CollectorMetrics
-from ingest.rejections import Reason, Rejection, encode_rejections
+from ingest.rejections import Reason, Rejection, bounded, encode_rejections
 from ingest.spool import Spool, SpoolFullError
 from pantau.backoff import Backoff
 from pantau.influx import InfluxClient, InfluxClientError, InfluxUnavailableError
@@ -164,7 +164,7 @@ class DurableStore:
     def _mark_down(self, error: str) -> None:
         self._metrics.influx_errors.labels("unavailable").inc()
         if self._healthy:
-            log.warning("InfluxDB unavailable; spooling batches", extra={"error": error})
+            log.warning("InfluxDB unavailable; spooling batches", extra={"error": bounded(error)})
         self._healthy = False
         self._next_probe = time.monotonic() + self._probe.next_delay()
 
@@ -195,7 +195,8 @@ class DurableStore:
                 return
         log.error(
             "InfluxDB refused points; keeping them as rejections",
-            extra={"points": len(refused), "error": exc.message},
+            # InfluxDB's message may quote a refused line (up to a whole payload): bounded.
+            extra={"points": len(refused), "error": bounded(exc.message)},
         )
         if any(line.startswith(b"rejected,") for line in refused):
             # The rejection records themselves are refused: storing them as rejections would

@@ -15,13 +15,14 @@ import click
 from pantau.broker_auth import (
     ACL_NAME,
     PASSWORD_NAME,
-    SERVICE_ACCOUNTS,
     BrokerAuthError,
     CredentialStore,
     Login,
     generate_password,
     merge_logins_csv,
+    service_role,
     write_broker_files,
+    write_password_file,
 )
 from pantau.registry import Device, Registry, RegistryError
 
@@ -84,7 +85,8 @@ def devices(
 
     Only password hashes are kept; a new password is shown once (or written with
     --credentials-out as device_id,username,password, which `pantau simulate --credentials`
-    reads). Service accounts: pantau-ingest (collectors) and pantau-api.
+    reads). Service accounts, one per replica (the broker uses the user name as the client
+    id): pantau-ingest-NAME for collectors, pantau-api-NAME for API replicas.
     """
     ctx.obj = _Paths(
         registry=registry,
@@ -115,7 +117,10 @@ def _editing(paths: _Paths, *, write: bool = True) -> Iterator[_State]:
             # the broker files skip), never a registered device whose password was lost.
             state.store.save(paths.store)
             state.registry.write_csv(paths.registry)
-            write_broker_files(state.registry, state.store, paths.broker_dir)
+            try:
+                write_broker_files(state.registry, state.store, paths.broker_dir)
+            except BrokerAuthError as exc:
+                raise click.ClickException(str(exc)) from None
     if write:
         _reload(paths)
 
@@ -164,7 +169,7 @@ def _hand_out(logins: list[Login], credentials_out: Path | None) -> None:
 
 
 def _check_new_id(state: _State, device_id: str) -> None:
-    if device_id in SERVICE_ACCOUNTS:
+    if service_role(device_id) is not None:
         raise click.ClickException(f"{device_id!r} is a service account name, not a device id")
     if device_id in state.registry:
         raise click.ClickException(f"device {device_id!r} is already registered")
@@ -264,9 +269,13 @@ def import_(paths: _Paths, csv_file: Path, credentials_out: Path | None) -> None
 @click.argument("device_ids", nargs=-1, required=True)
 @click.pass_obj
 def revoke(paths: _Paths, device_ids: tuple[str, ...]) -> None:
-    """Remove devices from the registry, the store, the password file and the ACL."""
+    """Remove devices or service accounts from the registry, the store and the broker files."""
     with _editing(paths) as state:
-        unknown = [d for d in device_ids if d not in state.registry]
+        unknown = [
+            d
+            for d in device_ids
+            if d not in state.registry and not (service_role(d) and d in state.store)
+        ]
         if unknown:
             raise click.ClickException(f"unknown device(s): {', '.join(unknown)}")
         gone = set(device_ids)
@@ -280,18 +289,38 @@ def revoke(paths: _Paths, device_ids: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.option("--password-file", type=_EXISTING_FILE, help="Take the password from this file")
 @click.option("--credentials-out", type=_FILE, help="Add the login to this CSV instead of printing")
+@click.option(
+    "--password-out",
+    type=_FILE,
+    help="Write the new password to this file (mode 0600) instead of printing: what "
+    "PANTAU_MQTT_PASSWORD_FILE reads",
+)
 @click.pass_obj
 def passwd(
-    paths: _Paths, name: str, password_file: Path | None, credentials_out: Path | None
+    paths: _Paths,
+    name: str,
+    password_file: Path | None,
+    credentials_out: Path | None,
+    password_out: Path | None,
 ) -> None:
-    """Issue a new password for a device or a service account (pantau-ingest, pantau-api)."""
+    """Issue a new password for a device, or create or renew a service account.
+
+    Service accounts are named pantau-ingest-REPLICA (a collector) or pantau-api-REPLICA (an
+    API replica), one per replica: the broker uses the user name as the client id.
+    """
     password = _read_password(password_file)
     with _editing(paths) as state:
-        if name not in SERVICE_ACCOUNTS and name not in state.registry:
+        if service_role(name) is None and name not in state.registry:
             raise click.ClickException(
-                f"unknown device {name!r}; service accounts: {', '.join(SERVICE_ACCOUNTS)}"
+                f"unknown device {name!r}; service accounts are named pantau-ingest-REPLICA "
+                "or pantau-api-REPLICA (e.g. pantau-ingest-1)"
             )
         state.store.set_password(name, password)
+    if password_out is not None:
+        write_password_file(password_out, password)
+        click.echo(f"password of {name} written to {password_out}", err=True)
+        if credentials_out is None:
+            return
     _hand_out([Login(name, name, password)], credentials_out)
 
 
@@ -308,9 +337,10 @@ def render(paths: _Paths) -> None:
 def list_(paths: _Paths) -> None:
     """Show service accounts and devices, their topics and whether they can log in."""
     with _editing(paths, write=False) as state:
-        for name in SERVICE_ACCOUNTS:
-            status = "password set" if name in state.store else "no password"
-            click.echo(f"{name:<24} {'service':<12} {status}")
+        for name in state.store:
+            role = service_role(name)
+            if role is not None:
+                click.echo(f"{name:<24} {'service':<12} {'password set':<13} {role}")
         for device in state.registry:
             status = "password set" if device.device_id in state.store else "no password"
             click.echo(f"{device.device_id:<24} {device.kind:<12} {status:<13} {device.topic}")

@@ -1,13 +1,42 @@
-"""Structured logs: one logfmt line per event, with any `extra=` fields appended as key=value."""
+"""Structured logs: one logfmt line per event, with any `extra=` fields appended as key=value.
+
+Secrets never reach a line: API tokens (`pantau_<id>_...`), `access_token=` and similar query
+parameters, `Bearer` credentials and URL passwords are replaced by `[redacted]`, whoever logged
+them (uvicorn logs every WebSocket's path with its query string).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Final
 
-__all__ = ["configure_logging"]
+__all__ = ["LogfmtFormatter", "configure_logging", "redact"]
+
+_REDACTED: Final = "[redacted]"
+_SECRETS: Final = (
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{_REDACTED}"),
+    # An API token keeps its public id, so a log still says which token was used.
+    (re.compile(r"\b(pantau_[0-9a-f]{8})_[A-Za-z0-9_-]{8,}"), rf"\1_{_REDACTED}"),
+    (
+        re.compile(
+            r"(?i)\b(access_token|token|ticket|password|passwd|secret|api_key)=[^&\s\"'\\]+"
+        ),
+        rf"\1={_REDACTED}",
+    ),
+    # scheme://user:password@host
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), rf"\1{_REDACTED}@"),
+)
+
+
+def redact(text: str) -> str:
+    """The text with tokens, credentials in queries and URL passwords replaced."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
 
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -42,7 +71,7 @@ class LogfmtFormatter(logging.Formatter):
         )
         if record.exc_info:
             parts.append(f"exc={_value(self.formatException(record.exc_info))}")
-        return " ".join(parts)
+        return redact(" ".join(parts))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import zoneinfo
 from dataclasses import dataclass
@@ -22,6 +23,16 @@ __all__ = [
     "SpoolSettings",
     "mqtt_endpoint",
 ]
+
+
+def _read_password_file(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"PANTAU_MQTT_PASSWORD_FILE {path}: {exc.strerror or exc}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"PANTAU_MQTT_PASSWORD_FILE {path}: the first line must hold the password")
+    return lines[0]
 
 
 def _default_client_id() -> str:
@@ -54,12 +65,58 @@ class MqttSettings(BaseModel):
     key_file: Path | None = Field(
         default=None, description="The client certificate's key (with `cert_file`)."
     )
+    # Credentials kept off the command line (a URL's user:password would show in `ps`).
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The broker account (overrides a user name in the URL).",
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="The account's password; prefer `password_file` (not with it).",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="A file whose first line is the account's password, read at connect "
+        "time (e.g. `.pantau/credentials/pantau-ingest-1.password`, a Docker secret or a "
+        "systemd credential).",
+    )
+    username_is_client_id: bool = Field(
+        default=True,
+        description="The broker uses each account's user name as its client id (Mosquitto's "
+        "`use_username_as_clientid`, as Pantau's broker configs set it): with a user name the "
+        "collector's client id is that name, and a different `client_id` is refused.",
+    )
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         mqtt_endpoint(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_password_source(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set mqtt_password or mqtt_password_file, not both")
+        return self
+
+    @property
+    def effective_username(self) -> str | None:
+        """The account: `username`, else the URL's user name."""
+        return self.username or mqtt_endpoint(self.url).username
+
+    def endpoint(self) -> MqttEndpoint:
+        """Where the broker is and the credentials to log in with (the password file is read now).
+
+        The password comes from `password`, else the first line of `password_file`, else the URL.
+        """
+        parsed = mqtt_endpoint(self.url)
+        password = parsed.password
+        if self.password is not None:
+            password = self.password.get_secret_value()
+        elif self.password_file is not None:
+            password = _read_password_file(self.password_file)
+        return dataclasses.replace(parsed, username=self.effective_username, password=password)
 
 
 class InfluxSettings(BaseModel):
@@ -179,6 +236,42 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(
         default=16 * 1024, ge=256, description="Request body limit (413 beyond)."
     )
+    # Bounds on what the broker may make the API hold (pantau/derived.py bounds each message).
+    max_derived_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="A city's batch summary of readings larger than this is rejected (other "
+        "derived messages: 64 KiB).",
+    )
+    max_summary_readings: int = Field(
+        default=50_000,
+        ge=1,
+        description="A batch summary with more readings is rejected (a batch holds up to the "
+        "collector's `batch_size` devices).",
+    )
+    max_unregistered_devices: int = Field(
+        default=10_000,
+        ge=0,
+        description="Devices learned from the broker, not the registry, kept at most (more are "
+        "refused); with a registry, unregistered devices are rejected anyway.",
+    )
+    max_indicators: int = Field(
+        default=100_000,
+        ge=1,
+        description="Indicator entries (device and district) kept at most; new ones beyond are "
+        "refused. Keep it above the registered devices plus districts.",
+    )
+    max_anomalies: int = Field(
+        default=20_000,
+        ge=1,
+        description="Recent anomalies kept in memory at most (the oldest are evicted).",
+    )
+    max_pending_acks: int = Field(
+        default=20_000,
+        ge=1,
+        description="Acknowledgements waiting for their anomaly kept at most (the oldest are "
+        "evicted).",
+    )
     rate_per_s: float = Field(
         default=100.0,
         ge=0,
@@ -187,6 +280,49 @@ class ApiSettings(BaseModel):
     )
     rate_burst: float = Field(
         default=200.0, ge=1, description="Requests per token allowed at once."
+    )
+    unauth_rate_per_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Requests without a valid token per second per client address on average; "
+        "0 turns the limit off (429 with `Retry-After` beyond).",
+    )
+    unauth_rate_burst: float = Field(
+        default=20.0, ge=1, description="Requests without a valid token allowed at once."
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request's line, headers and body must arrive within this long, or the "
+        "connection is closed (slow clients).",
+    )
+    keep_alive_s: int = Field(
+        default=5,
+        ge=1,
+        le=300,
+        description="An idle HTTP keep-alive connection is closed after this.",
+    )
+    ws_ping_interval_s: float = Field(
+        default=20.0, gt=0, le=600, description="The API pings each WebSocket client this often."
+    )
+    ws_ping_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="A WebSocket client that does not answer a ping within this long is dropped.",
+    )
+    send_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=600,
+        description="A client that reads nothing for this long while data waits for it (a stuck "
+        "live-feed client) is dropped.",
+    )
+    docs_enabled: bool = Field(
+        default=False,
+        description="Serve the interactive API docs at `/docs` and `/redoc` (their scripts come "
+        "from a CDN); `/openapi.json` is always served.",
     )
     region_name: str = Field(
         default="Kabupaten Purbalingga",
@@ -352,6 +488,25 @@ class Settings(BaseSettings):
                 del out[key]
         return out
 
+    @model_validator(mode="after")
+    def _bind_client_id(self) -> Settings:
+        """With a user name on a broker that binds ids to names, the client id is that name."""
+        username = self.mqtt.effective_username
+        if username is None or not self.mqtt.username_is_client_id:
+            return self
+        if "client_id" not in self.model_fields_set:
+            # The broker would replace any other id by the user name anyway; so the spool,
+            # the logs and the stored collector id name what the broker knows.
+            self.__dict__["client_id"] = username
+        elif self.client_id != username:
+            raise ValueError(
+                f"client_id {self.client_id!r} differs from the MQTT user name {username!r}: "
+                "the broker uses the user name as the client id (use_username_as_clientid), "
+                f"so leave client_id unset or set it to {username!r} (one account per "
+                "collector replica); mqtt_username_is_client_id=false for brokers that do not"
+            )
+        return self
+
     @classmethod
     def from_options(cls, **options: Any) -> Settings:
         """Settings from CLI options by their flat names; None means "not given"."""
@@ -406,7 +561,7 @@ class MqttEndpoint:
     port: int
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = dataclasses.field(repr=False)  # never in a log line
 
 
 def mqtt_endpoint(url: str) -> MqttEndpoint:

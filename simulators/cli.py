@@ -52,6 +52,10 @@ _POSITIVE: Final = click.FloatRange(min=0, min_open=True)
 def _settings(mqtt_url: str | None) -> Settings:
     settings = Settings.from_options(mqtt_url=mqtt_url or None)
     configure_logging(settings.log_level)
+    try:
+        settings.mqtt.endpoint()  # an unreadable PANTAU_MQTT_PASSWORD_FILE fails here, clearly
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     return settings
 
 
@@ -271,7 +275,7 @@ def _publish_fleet(
         with (
             _stop_on_signals() as stop,
             MqttPublisher(
-                settings.mqtt.url, credentials=logins, tls_context=_tls(settings)
+                settings.mqtt.endpoint(), credentials=logins, tls_context=_tls(settings)
             ) as publisher,
         ):
             publisher.open(d.device_id for d in registry)
@@ -360,7 +364,9 @@ def replay(
         with (
             _stop_on_signals() as stop,
             MqttPublisher(
-                settings.mqtt.url, client_id_prefix="pantau-replay", tls_context=_tls(settings)
+                settings.mqtt.endpoint(),
+                client_id_prefix="pantau-replay",
+                tls_context=_tls(settings),
             ) as publisher,
         ):
             publisher.open()

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.backoff import Backoff
-from pantau.settings import mqtt_endpoint
+from pantau.settings import MqttEndpoint, mqtt_endpoint
 from pantau.tls import describe_tls_error
 
 __all__ = ["DeviceCredentials", "MqttPublisher", "PublishError", "load_credentials"]
@@ -83,7 +83,7 @@ class MqttPublisher:
 
     def __init__(
         self,
-        url: str,
+        url: str | MqttEndpoint,
         *,
         credentials: Mapping[str, DeviceCredentials] | None = None,
         client_id_prefix: str = "pantau-sim",
@@ -94,9 +94,10 @@ class MqttPublisher:
         """Describe the connections; nothing connects until `open()`.
 
         `tls_context` (see pantau.tls.client_tls_context) is used for mqtts:// URLs; without
-        one they verify the broker against the system trust store.
+        one they verify the broker against the system trust store. `url` may be an endpoint
+        with credentials from elsewhere (`settings.mqtt.endpoint()`: a password file).
         """
-        self._endpoint = mqtt_endpoint(url)
+        self._endpoint = mqtt_endpoint(url) if isinstance(url, str) else url
         # One context for every link: certificates and the CA are loaded once.
         if tls_context is None and self._endpoint.tls:
             tls_context = ssl.create_default_context()

@@ -136,7 +136,7 @@ def test_health_is_open_and_everything_else_needs_a_token(pipeline: Pipeline) ->
     url = pipeline.api.url
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{url}/health/ready").json()
-    assert ready["checks"] == {"broker": True, "influxdb": True}
+    assert ready["checks"] == {"broker": True, "feed": True, "influxdb": True}
     for path in (
         "/api/v1/devices",
         "/api/v1/indicators/regency",

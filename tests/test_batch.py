@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.batch import BatchBuilder, Limits
-from ingest.rejections import Reason
+from ingest.rejections import DETAIL_MAX_CHARS, Reason, bounded
 from pantau.registry import Device, Registry
 
 NOW = 1_732_700_100.0
@@ -140,3 +140,34 @@ def test_values_are_float64_and_absent_fields_are_not_present() -> None:
     columns = batch.columns["air_quality"]
     assert columns.values.dtype == np.float64
     assert columns.present.sum() == 2
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"ts": "x" * 900_000, "pm25": 1},  # bad_timestamp quotes ts
+        {"device_id": "d" * 900_000, "ts": NOW, "pm25": 1},  # device_mismatch quotes it
+        {"ts": NOW, "k" * 900_000: 1},  # unknown_field quotes the key
+        {"ts": NOW, "pm25": int("9" * 4000)},  # not_finite quotes the number
+    ],
+)
+def test_rejection_detail_is_bounded_with_a_marker(payload: Any) -> None:
+    batch = build((AQ, payload), rejected_payload_bytes=100)
+    (rejection,) = batch.rejections
+    assert len(rejection.detail) <= DETAIL_MAX_CHARS
+    assert rejection.detail.endswith(" chars]") and "…" in rejection.detail
+    assert len(rejection.payload) == 100
+
+
+def test_long_topic_in_a_rejection_is_bounded() -> None:
+    topic = "city/" + "a" * 60_000 + "/b/air_quality/aq-1"
+    (rejection,) = build((topic, {"ts": NOW, "pm25": 1})).rejections
+    assert rejection.reason is Reason.BAD_TOPIC
+    assert len(rejection.topic) <= DETAIL_MAX_CHARS
+    assert len(rejection.detail) <= DETAIL_MAX_CHARS
+
+
+def test_short_details_are_kept_whole() -> None:
+    assert bounded("x" * DETAIL_MAX_CHARS) == "x" * DETAIL_MAX_CHARS
+    cut = bounded("x" * (DETAIL_MAX_CHARS + 1))
+    assert len(cut) == DETAIL_MAX_CHARS and cut.endswith(f"… [{DETAIL_MAX_CHARS + 1} chars]")

@@ -119,7 +119,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     result = runner.invoke(pantau_main, [*base, "import", str(fleet)])
     assert result.exit_code == 0, result.output
     logins = _logins_csv(result.stdout)
-    for service in ("pantau-ingest", "pantau-api"):
+    for service in ("pantau-ingest-1", "pantau-api-1"):
         result = runner.invoke(pantau_main, [*base, "passwd", service])
         assert result.exit_code == 0, result.output
         logins.update(_logins_csv(result.stdout))
@@ -266,7 +266,7 @@ def test_wrong_passwords_are_refused_and_right_ones_accepted(secured: Secured) -
     assert connack(port, "dev-a", "not-the-password") in REFUSED
     assert connack(port, "dev-a", secured.logins["dev-b"]) in REFUSED
     assert connack(port, "dev-a", secured.logins["dev-a"]) == 0
-    assert connack(port, "pantau-ingest", secured.logins["pantau-ingest"]) == 0
+    assert connack(port, "pantau-ingest-1", secured.logins["pantau-ingest-1"]) == 0
 
 
 def test_generated_hashes_match_mosquitto_passwd(tmp_path: Path) -> None:
@@ -287,7 +287,7 @@ def test_device_cannot_publish_as_another_device(secured: Secured) -> None:
     port, city = secured.broker.port, secured.city
     own = f"city/{city}/bobotsari/air_quality/dev-a"
     other = f"city/{city}/bobotsari/air_quality/dev-b"
-    collector = ("pantau-ingest", secured.logins["pantau-ingest"])
+    collector = ("pantau-ingest-1", secured.logins["pantau-ingest-1"])
     with (
         session(port, *collector) as (watcher, watched),
         session(port, "dev-a", secured.logins["dev-a"]) as (device, acks),
@@ -308,12 +308,12 @@ def test_device_cannot_publish_as_another_device(secured: Secured) -> None:
 @pytest.mark.parametrize(
     ("user", "topic", "allowed"),
     [
-        ("pantau-ingest", "pantau/derived/{city}/d/air_quality/dev-a/indicator", True),
-        ("pantau-ingest", "city/{city}/bobotsari/air_quality/dev-a", False),
-        ("pantau-ingest", "pantau/ops/ack/x", False),
-        ("pantau-api", "pantau/ops/ack/{city}", True),
-        ("pantau-api", "pantau/derived/{city}/d/air_quality/dev-a/indicator", False),
-        ("pantau-api", "city/{city}/bobotsari/air_quality/dev-a", False),
+        ("pantau-ingest-1", "pantau/derived/{city}/d/air_quality/dev-a/indicator", True),
+        ("pantau-ingest-1", "city/{city}/bobotsari/air_quality/dev-a", True),  # clears retained
+        ("pantau-ingest-1", "pantau/ops/ack/x", False),
+        ("pantau-api-1", "pantau/ops/ack/{city}", True),
+        ("pantau-api-1", "pantau/derived/{city}/d/air_quality/dev-a/indicator", False),
+        ("pantau-api-1", "city/{city}/bobotsari/air_quality/dev-a", False),
     ],
 )
 def test_service_accounts_publish_only_where_their_role_says(
@@ -352,7 +352,7 @@ def test_devices_cli_refuses_bad_requests(tmp_path: Path) -> None:
     cases = {
         "already registered": [*base, *add, "ok-1"],
         "not a topic segment": [*base, *add, "Not/Valid"],
-        "service account name": [*base, *add, "pantau-api"],
+        "service account name": [*base, *add, "pantau-api-1"],
         "unknown device(s): ghost": [*base, "revoke", "ghost"],
         "unknown device 'ghost'": [*base, "passwd", "ghost"],
     }
@@ -384,7 +384,7 @@ def test_tls_settings_are_checked(tmp_path: Path) -> None:
 def test_collector_stores_simulated_fleet_over_tls(
     secured: Secured, influx: InfluxDBService, influx_db: str, tmp_path: Path
 ) -> None:
-    user, password = "pantau-ingest", secured.logins["pantau-ingest"]
+    user, password = "pantau-ingest-1", secured.logins["pantau-ingest-1"]
     url = secured.tls_url.replace("mqtts://", f"mqtts://{user}:{password}@")
     tls_env = {"PANTAU_MQTT_CA_FILE": str(secured.tls_dir / "ca.crt")}
     # The collector also presents a client certificate (the listener accepts, not requires, one).
@@ -406,6 +406,7 @@ def test_collector_stores_simulated_fleet_over_tls(
         influx_db,
         topic=f"city/{secured.city}/+/+/+",
         registry=fleet,
+        client_id=user,
         env=collector_env,
         extra_args=["--share-group", "pantau"],
     ):
@@ -457,13 +458,14 @@ def test_wrong_ca_fails_clearly(secured: Secured, influx: InfluxDBService, tmp_p
     # The collector keeps retrying with backoff (a fixed certificate recovers) and logs an ERROR
     # naming certificate verification on every attempt.
     log_path = tmp_path / "collector.log"
-    user, password = "pantau-ingest", secured.logins["pantau-ingest"]
+    user, password = "pantau-ingest-1", secured.logins["pantau-ingest-1"]
     url = secured.tls_url.replace("mqtts://", f"mqtts://{user}:{password}@")
     with running_collector(
         url,
         influx.url,
         "unused",
         topic="city/+/+/+/+",
+        client_id=user,
         env=wrong,
         log_path=log_path,
         wait_connected=False,
@@ -484,7 +486,7 @@ def test_wrong_ca_fails_clearly(secured: Secured, influx: InfluxDBService, tmp_p
 def test_api_follows_broker_over_tls_and_logs_a_wrong_ca(
     secured: Secured, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user, password = "pantau-api", secured.logins["pantau-api"]
+    user, password = "pantau-api-1", secured.logins["pantau-api-1"]
     url = secured.tls_url.replace("mqtts://", f"mqtts://{user}:{password}@")
 
     async def follow(ca: Path) -> bool:
@@ -521,7 +523,7 @@ def test_broker_can_require_client_certificates(secured: Secured, tmp_path: Path
     try:
         assert strict.tls_url is not None
         port = int(strict.tls_url.rsplit(":", 1)[1])
-        login = ("pantau-ingest", secured.logins["pantau-ingest"])
+        login = ("pantau-ingest-1", secured.logins["pantau-ingest-1"])
         # TLS 1.3: the client finishes its handshake first; the broker then hangs up on it.
         with pytest.raises((ssl.SSLError, ConnectionError)):
             connack(port, *login, tls=tls_context(tls / "ca.crt"))

@@ -22,8 +22,9 @@ import click
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev tools
 
-from pantau.broker_auth import ACL_NAME, PASSWORD_NAME, SERVICE_ACCOUNTS
+from pantau.broker_auth import ACL_NAME, PASSWORD_NAME, service_role
 from pantau.cli import main as pantau_cli
+from pantau.dev.mosquitto import MAX_PACKET_BYTES
 from pantau.settings import Settings, mqtt_endpoint
 from processors.catalog import CATALOG
 
@@ -39,6 +40,9 @@ GENERATED = {
     "tls/ca.crt",
     "tls/server.crt",
     "tls/server.key",
+    "secrets/pantau-ingest-1.password",
+    "secrets/pantau-ingest-2.password",
+    "secrets/pantau-api-1.password",
 }
 
 # Compose interpolation: $$ (a literal $), $NAME, ${NAME}, ${NAME:-default}, ${NAME-default},
@@ -274,10 +278,19 @@ def test_pantau_services_use_real_settings_and_subcommands(compose: dict[str, An
     for name, service in services.items():
         env = _environment(service)
         _check_settings(env, f"compose.yaml {name}")
-        # The ACL that `pantau devices` writes grants each role to one account name.
-        account = {"ingest": "pantau-ingest", "api": "pantau-api"}[commands[name]]
-        assert account in SERVICE_ACCOUNTS
-        assert mqtt_endpoint(env["PANTAU_MQTT_URL"]).username == account, name
+        # The ACL that `pantau devices` writes grants each role to accounts of its name; the
+        # password comes from a secret file, never from the URL (or any command line).
+        account = env["PANTAU_MQTT_USERNAME"]
+        assert service_role(account) == commands[name], name
+        endpoint = mqtt_endpoint(env["PANTAU_MQTT_URL"])
+        assert endpoint.username is None and endpoint.password is None, name
+        secret = env["PANTAU_MQTT_PASSWORD_FILE"]
+        targets = {f"/run/secrets/{ref['target']}": ref["source"] for ref in service["secrets"]}
+        source = compose["secrets"][targets[secret]]["file"].removeprefix("./")
+        assert source in GENERATED and source == f"secrets/{account}.password", name
+    # One account per replica: the broker uses it as the client id.
+    accounts = [_environment(s)["PANTAU_MQTT_USERNAME"] for s in services.values()]
+    assert len(set(accounts)) == len(accounts)
 
 
 def test_collectors_share_the_stream_with_stable_distinct_identities(
@@ -286,7 +299,9 @@ def test_collectors_share_the_stream_with_stable_distinct_identities(
     collectors = {n: s for n, s in _pantau_services(compose).items() if s["command"][0] == "ingest"}
     envs = {name: _environment(s) for name, s in collectors.items()}
     assert len({env["PANTAU_SHARE_GROUP"] for env in envs.values()}) == 1
-    assert len({env["PANTAU_CLIENT_ID"] for env in envs.values()}) == len(collectors)
+    # The client id is the account (use_username_as_clientid): distinct accounts, no other id.
+    assert len({env["PANTAU_MQTT_USERNAME"] for env in envs.values()}) == len(collectors)
+    assert all("PANTAU_CLIENT_ID" not in env for env in envs.values())
     spools = [s for n, c in collectors.items() for s, _, bind in _binds(c) if not bind]
     assert len(set(spools)) == len(collectors), "each collector needs its own spool volume"
     drain = Settings().shutdown_timeout_s
@@ -312,6 +327,10 @@ def test_mosquitto_config_files_are_mounted(compose: dict[str, Any]) -> None:
         if mounts[target].startswith("."):
             assert relative in GENERATED or (DEPLOY / relative).exists(), relative
     assert re.search(r"^allow_anonymous false$", conf, re.M)
+    # Client ids are bound to accounts, and packets bounded like the collector's payloads.
+    assert re.search(r"^use_username_as_clientid true$", conf, re.M)
+    assert re.findall(r"^max_packet_size (\d+)$", conf, re.M) == [str(MAX_PACKET_BYTES)]
+    assert Settings().max_payload_bytes < MAX_PACKET_BYTES
 
 
 # --- Grafana -------------------------------------------------------------------------------
@@ -416,8 +435,23 @@ def test_systemd_unit_runs_a_real_subcommand_hardened(path: Path) -> None:
 def test_collector_unit_takes_identity_and_spool_from_the_instance() -> None:
     argv = shlex.split(_unit(DEPLOY / "systemd" / "pantau-ingest@.service")["Service"]["ExecStart"])
     options = dict(zip(argv[2::2], argv[3::2], strict=True))
-    assert options["--client-id"] == "%i"
+    assert options["--client-id"] == "pantau-ingest-%i"
     assert options["--spool-dir"].endswith("/%i")
+    # The account is the client id; its password comes from a root-only file through systemd.
+    path = DEPLOY / "systemd" / "pantau-ingest@.service"
+    environment = dict(v.split("=", 1) for v in _all_values(path, "Environment"))
+    assert environment["PANTAU_MQTT_USERNAME"] == options["--client-id"]
+    credential = _all_values(path, "LoadCredential")
+    assert credential == ["mqtt-password:/etc/pantau/mqtt/pantau-ingest-%i.password"]
+    assert environment["PANTAU_MQTT_PASSWORD_FILE"] == "%d/mqtt-password"
+
+
+def test_api_unit_has_its_own_account_from_a_credential() -> None:
+    path = DEPLOY / "systemd" / "pantau-api.service"
+    environment = dict(v.split("=", 1) for v in _all_values(path, "Environment"))
+    assert service_role(environment["PANTAU_MQTT_USERNAME"]) == "api"
+    assert environment["PANTAU_MQTT_PASSWORD_FILE"] == "%d/mqtt-password"
+    assert _all_values(path, "LoadCredential")
 
 
 def test_systemd_env_template_uses_real_settings() -> None:
@@ -425,6 +459,12 @@ def test_systemd_env_template_uses_real_settings() -> None:
     # The units pass these per instance; a value here would be overridden (or, for the env
     # file's own precedence, confuse), so the template must not set them.
     assert "PANTAU_CLIENT_ID" not in env and "PANTAU_SPOOL_DIR" not in env
+    # Every unit has its own broker account: no shared login, no password in the URL.
+    assert not {"PANTAU_MQTT_USERNAME", "PANTAU_MQTT_PASSWORD", "PANTAU_MQTT_PASSWORD_FILE"} & set(
+        env
+    )
+    endpoint = mqtt_endpoint(env["PANTAU_MQTT_URL"])
+    assert endpoint.username is None and endpoint.password is None
     _check_settings(env, "pantau.env.example")
     timeout = _seconds(
         _unit(DEPLOY / "systemd" / "pantau-ingest@.service")["Service"]["TimeoutStopSec"]

@@ -20,6 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.cli import main
 from pantau.dev import InfluxDBService, MosquittoService, ServiceError, free_port
+from pantau.dev.mosquitto import MAX_PACKET_BYTES
 from pantau.dev.process import ManagedProcess, port_accepts
 
 # --- helpers -----------------------------------------------------------------------------
@@ -100,6 +101,9 @@ def test_mosquitto_config_never_drops_queued_messages(tmp_path: Path) -> None:
     assert "max_queued_messages 1000000" in lines
     assert "max_queued_bytes 0" in lines
     assert f"persistence_location {tmp_path.resolve()}/mosquitto/data/" in lines
+    # Packets well over the collector's payload limit are refused (deploy/ uses the same).
+    assert f"max_packet_size {MAX_PACKET_BYTES}" in lines
+    assert "allow_anonymous true" in lines  # the test suite's own brokers stay open
     # Mosquitto honours only the first word of a log_type line.
     assert all(len(line.split()) == 2 for line in lines if line.startswith("log_type"))
 

@@ -12,12 +12,12 @@ from api.anomaly_ids import parse_anomaly_id
 from api.auth import require
 from api.context import context
 from api.models import Anomaly, AnomalyList
-from api.problems import OrjsonResponse, Problem
+from api.problems import OrjsonResponse, Problem, influx_problem
 from api.queries import AnomalyFilter, parse_time
 from api.routes.params import Kind, Segment
 from api.tokens import Scope, TokenRecord
 from pantau.derived import Ack, ack_topic
-from pantau.influx import InfluxError, InfluxUnavailableError
+from pantau.influx import InfluxError
 
 __all__ = ["router"]
 
@@ -62,10 +62,8 @@ async def list_anomalies(
     )
     try:
         found = await context(request).anomalies.find(flt, limit)
-    except InfluxUnavailableError as exc:
-        raise Problem(503, f"anomaly history is unavailable: {exc}") from None
     except InfluxError as exc:
-        raise Problem(502, f"InfluxDB refused the query: {exc}") from None
+        raise influx_problem(exc, "anomaly history") from None
     if acknowledged is not None:
         found = [a for a in found if (a.acknowledged is not None) == acknowledged]
     return OrjsonResponse({"count": len(found), "anomalies": [a.as_json() for a in found]})
@@ -87,12 +85,12 @@ async def acknowledge(
         anomaly = await ctx.anomalies.get(key)
         if anomaly is None:
             raise Problem(404, "no such anomaly")
-        ack = Ack(by=token.name or f"token:{token.token_id}", at=time.time(), note=body.note)
+        # Replicas refuse an ack whose `by` is longer than 200 characters (pantau.derived.Ack).
+        by = (token.name or f"token:{token.token_id}")[:200]
+        ack = Ack(by=by, at=time.time(), note=body.note)
         await ctx.anomalies.acknowledge(anomaly, ack)
-    except InfluxUnavailableError as exc:
-        raise Problem(503, f"anomalies are unavailable: {exc}") from None
     except InfluxError as exc:
-        raise Problem(502, f"InfluxDB refused the acknowledgement: {exc}") from None
+        raise influx_problem(exc, "acknowledging") from None
     anomaly.acknowledged = ack
     payload = ack.as_json()
     ctx.state.add_anomalies([anomaly])

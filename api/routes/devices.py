@@ -12,11 +12,11 @@ from api.auth import require
 from api.context import context
 from api.livestate import DeviceInfo
 from api.models import DeviceDetail, DeviceList, History, Status
-from api.problems import OrjsonResponse, Problem
+from api.problems import OrjsonResponse, Problem, influx_problem
 from api.queries import check_segment, history_query, parse_time
 from api.routes.params import DeviceId, Kind, Segment
 from api.tokens import Scope
-from pantau.influx import InfluxError, InfluxUnavailableError
+from pantau.influx import InfluxError
 from pantau.influx_async import rows
 from processors.catalog import CATALOG
 
@@ -144,10 +144,8 @@ async def history(
     )
     try:
         found = rows(await ctx.influx.query(query))
-    except InfluxUnavailableError as exc:
-        raise Problem(503, f"history is unavailable: {exc}") from None
     except InfluxError as exc:
-        raise Problem(502, f"InfluxDB refused the history query: {exc}") from None
+        raise influx_problem(exc, "history") from None
     points = [
         {
             "ts": int(r["time"]) / 1e9,

@@ -10,9 +10,12 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from pantau.broker_auth import BrokerAuthError
+from pantau.dev.accounts import DevAccounts, provision
 from pantau.dev.influxdb import InfluxDBService
 from pantau.dev.mosquitto import MosquittoService
 from pantau.dev.process import ServiceError, ensure_installed, free_port
+from pantau.registry import Registry, RegistryError
 from pantau.settings import Settings
 
 __all__ = ["services"]
@@ -66,10 +69,51 @@ def _resolve(
 
 
 def _build(root: Path, ports: _Ports) -> tuple[MosquittoService, InfluxDBService]:
+    accounts = DevAccounts(root)
     return (
-        MosquittoService(root, ports.mqtt_port),
+        # Passwords and ACLs like a real deployment (pantau/dev/accounts.py): on an open
+        # broker anyone could inject anomalies, fake indicators and acknowledgements.
+        MosquittoService(
+            root, ports.mqtt_port, password_file=accounts.password_file, acl_file=accounts.acl_file
+        ),
         InfluxDBService(root, ports.influx_port, ports.influx_rpc_port),
     )
+
+
+_EXAMPLE_REGISTRY = Path("deploy/registry.example.csv")
+
+
+def _fleet(registry: Path | None) -> tuple[Registry | None, Path | None]:
+    """The fleet to make device accounts for: --registry, PANTAU_REGISTRY, else the example."""
+    if registry is None:
+        try:
+            registry = Settings().registry
+        except ValidationError as exc:
+            raise click.ClickException(f"invalid PANTAU_* environment: {exc}") from exc
+    if registry is None and _EXAMPLE_REGISTRY.is_file():
+        registry = _EXAMPLE_REGISTRY
+    if registry is None:
+        return None, None
+    try:
+        return Registry.from_csv(registry), registry
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _explain(accounts: DevAccounts, source: Path | None) -> None:
+    """Tell the user (on stderr) how each part logs in to the broker."""
+    creds = accounts.credentials_dir
+    fleet = f"from {source}" if source is not None else "none: pass --registry FILE"
+    lines = [
+        f"broker accounts (anonymous clients are refused); secrets in {creds}/ (mode 0600):",
+        f"  collector  PANTAU_MQTT_USERNAME={accounts.ingest} "
+        f"PANTAU_MQTT_PASSWORD_FILE={accounts.password_path(accounts.ingest)} pantau ingest",
+        f"  API        PANTAU_MQTT_USERNAME={accounts.api} "
+        f"PANTAU_MQTT_PASSWORD_FILE={accounts.password_path(accounts.api)} pantau api",
+        f"  devices    ({fleet}) pantau simulate --registry {accounts.registry} "
+        f"--credentials {accounts.devices_csv}",
+    ]
+    click.echo("\n".join(lines), err=True)
 
 
 def _line(name: str, service: MosquittoService | InfluxDBService) -> str:
@@ -109,9 +153,23 @@ def services() -> None:
 @_dir_option
 @_mqtt_port_option
 @_influx_port_option
-def up(directory: Path | None, mqtt_port: int | None, influx_port: int | None) -> None:
-    """Install if needed and start both services; safe to run again."""
+@click.option(
+    "--registry",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Fleet whose devices get broker accounts  [default: PANTAU_REGISTRY, else "
+    "deploy/registry.example.csv]",
+)
+def up(
+    directory: Path | None, mqtt_port: int | None, influx_port: int | None, registry: Path | None
+) -> None:
+    """Install if needed and start both services; safe to run again.
+
+    The broker refuses anonymous clients: the collector, the API and every device of the
+    registry get their own account and ACL on the first start (kept in DIR, mode 0600).
+    """
     root, ports, saved = _resolve(directory, mqtt_port, influx_port)
+    fleet, source = _fleet(registry)
     if saved is not None and saved != ports:
         # Moving a running service to another port would orphan it; make the user choose.
         for service in _build(root, saved):
@@ -125,13 +183,20 @@ def up(directory: Path | None, mqtt_port: int | None, influx_port: int | None) -
         ensure_installed(broker.binary, broker.apt_package)
         ensure_installed(influx.binary, influx.apt_package)
         _save_ports(root, ports)
+        accounts = provision(root, fleet)
+        if broker.is_running() and not broker.config_is_current():
+            broker.stop()  # started from an older (maybe anonymous) config; sessions persist
+        if broker.is_running():
+            broker.reload()  # re-reads the password file and the ACL
         broker.start()
         influx.start()
-    except ServiceError as exc:
+    except (ServiceError, BrokerAuthError, RegistryError) as exc:
         raise click.ClickException(str(exc)) from exc
     # Status to stderr and only the exports to stdout, so `eval "$(pantau services up)"` works.
     click.echo(_line("mosquitto", broker), err=True)
     click.echo(_line("influxdb", influx), err=True)
+    _explain(accounts, source)
+    # No password in the URL: each part has its own account (see the lines on stderr).
     click.echo(f"export PANTAU_MQTT_URL={shlex.quote(broker.url)}")
     click.echo(f"export PANTAU_INFLUX_URL={shlex.quote(influx.url)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Final
 import click
 import httpx
 
+from pantau.dev.accounts import DevAccounts
 from pantau.settings import Settings
 
 __all__ = ["demo"]
@@ -37,6 +39,17 @@ def _api_ready(url: str) -> bool:
         return httpx.get(f"{url}/health/ready", timeout=1, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _child_env(mqtt_url: str, account: str | None, password_file: Path | None) -> dict[str, str]:
+    """The environment of one part: its own broker login, passed outside the command line."""
+    names = ("PANTAU_MQTT_USERNAME", "PANTAU_MQTT_PASSWORD", "PANTAU_MQTT_PASSWORD_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PANTAU_MQTT_URL"] = mqtt_url
+    if account is not None and password_file is not None:
+        env["PANTAU_MQTT_USERNAME"] = account
+        env["PANTAU_MQTT_PASSWORD_FILE"] = str(password_file)
+    return env
 
 
 def _create_token(tokens_file: Path) -> str:
@@ -70,18 +83,35 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
     """Start broker, database, a simulated fleet, a collector and the API; Ctrl-C stops them."""
     settings = Settings.from_options(api_port=port)
     logs = settings.services.dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    up = subprocess.run([*_PANTAU, "services", "up"], capture_output=True, text=True, check=False)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The broker gets an account per part and per device of the registry (pantau/dev/accounts.py).
+    up = subprocess.run(
+        [*_PANTAU, "services", "up", "--registry", str(registry)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if up.returncode != 0:
         raise click.ClickException(f"pantau services up failed:\n{up.stderr}")
+    accounts = DevAccounts(settings.services.dir)
+    mqtt_url = settings.mqtt.url
+    envs = {
+        "ingest": _child_env(mqtt_url, accounts.ingest, accounts.password_path(accounts.ingest)),
+        "api": _child_env(mqtt_url, accounts.api, accounts.password_path(accounts.api)),
+        "simulate": _child_env(mqtt_url, None, None),  # each device logs in as itself
+    }
     token = _create_token(settings.effective_tokens_file)
     common = ["--registry", str(registry)]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(name: str, args: list[str]) -> Path:
         log = logs / f"{name}.log"
-        with log.open("ab") as out:
-            children.append((name, subprocess.Popen([*_PANTAU, *args], stdout=out, stderr=out)))
+        # Owner only: logs can hold device ids, addresses and error details.
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            child = subprocess.Popen([*_PANTAU, *args], stdout=out, stderr=out, env=envs[name])
+            children.append((name, child))
         return log
 
     stop = threading.Event()
@@ -109,6 +139,8 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
                 "--fast",
                 "--faults",
                 faults,
+                "--credentials",
+                str(accounts.devices_csv),
                 "--ground-truth",
                 str(settings.services.dir / "ground-truth.csv"),
             ],

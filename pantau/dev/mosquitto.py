@@ -20,13 +20,30 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.dev.process import ManagedProcess, ServiceError, find_binary, port_accepts
+from pantau.settings import Settings
 
-__all__ = ["MosquittoService", "TlsListener"]
+__all__ = ["MAX_PACKET_BYTES", "MosquittoService", "TlsListener", "max_packet_bytes"]
 
 logger = logging.getLogger(__name__)
 
 _HOST: Final = "127.0.0.1"
 _READ_OK: Final = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
+# Room in an MQTT packet beyond its payload: fixed header, topic, packet id, v5 properties.
+_HEADER_ROOM: Final = 64 * 1024
+
+
+def max_packet_bytes(max_payload_bytes: int) -> int:
+    """The broker's `max_packet_size` for a collector that rejects payloads over this size.
+
+    Slightly larger messages still reach the collector, which rejects and keeps them with their
+    reason; anything much larger the broker refuses before it reads it (it disconnects the
+    client), so no one can make broker or collector hold a 100 MB message.
+    """
+    return max_payload_bytes + _HEADER_ROOM
+
+
+# What deploy/mosquitto/mosquitto.conf sets too (tests/test_deploy_files.py checks it).
+MAX_PACKET_BYTES: Final = max_packet_bytes(Settings.model_fields["max_payload_bytes"].default)
 
 
 def mqtt_handshake(
@@ -100,8 +117,11 @@ class TlsListener:
 class MosquittoService:
     """A Mosquitto broker under `root/mosquitto`, listening on 127.0.0.1:port only.
 
-    By default anyone on the machine may connect anonymously. With `password_file` anonymous
-    clients are refused; `acl_file` limits each user's topics; `tls` adds a TLS listener.
+    By default anyone on the machine may connect anonymously (the test suite's brokers). With
+    `password_file` anonymous clients are refused and each client id is its user name
+    (`use_username_as_clientid`: no account can take another's session); `acl_file` limits
+    each user's topics; `tls` adds a TLS listener. Packets over `max_packet_size` bytes
+    (default: the collector's payload limit plus header room) are refused.
     """
 
     binary: Final = "mosquitto"
@@ -115,8 +135,10 @@ class MosquittoService:
         password_file: Path | None = None,
         acl_file: Path | None = None,
         tls: TlsListener | None = None,
+        max_packet_size: int = MAX_PACKET_BYTES,
     ) -> None:
         """Describe the broker; nothing is written or started until `start()`."""
+        self._max_packet_size = max_packet_size
         self._dir = root.resolve() / "mosquitto"
         self._port = port
         self._password_file = password_file.resolve() if password_file else None
@@ -218,6 +240,9 @@ max_queued_bytes 0
 # get exactly the Receive Maximum they send, and v5 publishers are not told to keep at
 # most 20 QoS 1 messages in flight.
 max_inflight_messages 0
+# The collector rejects payloads over its max_payload_bytes; the broker refuses (disconnects)
+# a client sending a packet much larger than that before reading it into memory.
+max_packet_size {self._max_packet_size}
 
 log_dest file {self.log_path}
 # One type per line: Mosquitto reads only the first word of a log_type line, so
@@ -244,6 +269,9 @@ connection_messages true
         else:
             lines.append("allow_anonymous false")
             lines.append(f"password_file {self._password_file}")
+            # The client id is the user name: a device cannot connect under a collector's id
+            # (and take over, or clean away, its session and queued readings), nor another's.
+            lines.append("use_username_as_clientid true")
         if self._acl_file is not None:
             lines.append(f"acl_file {self._acl_file}")
         if self._tls is not None:
@@ -257,6 +285,16 @@ connection_messages true
                 f"require_certificate {'true' if tls.require_certificate else 'false'}",
             ]
         return "\n".join(lines)
+
+    def config_is_current(self) -> bool:
+        """Whether mosquitto.conf on disk is what this object would write.
+
+        A running broker started from an older (maybe anonymous) config needs a restart.
+        """
+        try:
+            return self.config_path.read_text(encoding="utf-8") == self.render_config()
+        except FileNotFoundError:
+            return False
 
     def write_config(self) -> Path:
         """Create the folders and write mosquitto.conf."""
