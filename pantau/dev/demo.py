@@ -147,7 +147,8 @@ def demo(registry: Path, port: int, faults: str, metrics_port: int) -> None:
         )
         click.echo(f"Pantau is running. Dashboard: {url}/#token={token}")
         click.echo(f"API token (operate scope, shown once): {token}")
-        click.echo(f"API docs: {url}/docs   collector metrics: http://127.0.0.1:{metrics_port}/")
+        metrics = f"http://127.0.0.1:{metrics_port}/"
+        click.echo(f"API schema: {url}/openapi.json   collector metrics: {metrics}")
         click.echo(
             f"Logs: {logs}/   Ctrl-C stops fleet, collector and API; "
             "`pantau services down` stops broker and database."
