@@ -105,7 +105,25 @@ def _close(transport: asyncio.WriteTransport) -> None:
         transport.close()
 
 
-class _TimedHttpToolsProtocol(HttpToolsProtocol):
+class _DropsStalledClients(asyncio.Protocol):
+    """Writing paused by a client that stops reading: it has `send_timeout_s` to read on."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _stall: _Stall
+
+    def pause_writing(self) -> None:
+        """The client is not keeping up: start its clock."""
+        super().pause_writing()
+        self._stall.paused(self.loop, self.transport)
+
+    def resume_writing(self) -> None:
+        """The client reads again."""
+        self._stall.cancel()
+        super().resume_writing()
+
+
+class _TimedHttpToolsProtocol(_DropsStalledClients, HttpToolsProtocol):
     """uvicorn's HTTP protocol, with a whole-request time limit and a stalled-client limit.
 
     uvicorn times out idle keep-alive connections only between requests: a client that
@@ -148,16 +166,6 @@ class _TimedHttpToolsProtocol(HttpToolsProtocol):
         self._stall.cancel()
         super().connection_lost(exc)
 
-    def pause_writing(self) -> None:
-        """The client is not keeping up: it has `send_timeout_s` to read on."""
-        super().pause_writing()
-        self._stall.paused(self.loop, self.transport)
-
-    def resume_writing(self) -> None:
-        """The client reads again."""
-        self._stall.cancel()
-        super().resume_writing()
-
     def timeout_keep_alive_handler(self) -> None:
         """An idle keep-alive connection ends (aborted if a stuck client left data unread)."""
         _close(self.transport)
@@ -182,7 +190,7 @@ class _TimedHttpToolsProtocol(HttpToolsProtocol):
             _close(self.transport)
 
 
-class _TimedWebSocketProtocol(WebSocketsSansIOProtocol):
+class _TimedWebSocketProtocol(_DropsStalledClients, WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, dropping a client that stops reading."""
 
     send_timeout_s: float = 20.0
@@ -196,16 +204,6 @@ class _TimedWebSocketProtocol(WebSocketsSansIOProtocol):
         """Forget the timer."""
         self._stall.cancel()
         super().connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        """The client is not keeping up: it has `send_timeout_s` to read on."""
-        super().pause_writing()
-        self._stall.paused(self.loop, self.transport)
-
-    def resume_writing(self) -> None:
-        """The client reads again."""
-        self._stall.cancel()
-        super().resume_writing()
 
     def keepalive_timeout(self) -> None:
         """No pong in time: close, or abort if the client is not reading either."""
