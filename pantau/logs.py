@@ -45,10 +45,16 @@ _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None
 }
 
 
+_UNSAFE: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
 def _value(value: object) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' ="\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if not text or any(c in text for c in ' ="\n') or _UNSAFE.search(text):
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        # Any other control character (a carriage return in a topic, say) could forge or hide
+        # a log line: written as a visible escape.
+        return '"' + _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped) + '"'
     return text
 
 

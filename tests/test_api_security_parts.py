@@ -54,6 +54,16 @@ def test_log_lines_are_redacted_whoever_logs() -> None:
     assert "cHuEH2" not in line and "access_token=[redacted]" in line
 
 
+def test_control_characters_cannot_forge_a_log_line() -> None:
+    record = logging.LogRecord("ingest", logging.WARNING, "", 0, "rejected", None, None)
+    record.topic = "city/a\rts=forged level=info\nmsg=x\x1b[2J"
+    record.plain = "a\nb"
+    line = LogfmtFormatter().format(record)
+    assert "\r" not in line and "\n" not in line and "\x1b" not in line
+    assert 'topic="city/a\\x0dts=forged level=info\\nmsg=x\\x1b[2J"' in line
+    assert 'plain="a\\nb"' in line
+
+
 def test_revocation_watch_calls_back_once_and_only_for_the_revoked(tmp_path: Path) -> None:
     store = TokenStore(tmp_path / "tokens.json")
     _, doomed = store.create(TokenScope.READ, "doomed")
