@@ -185,11 +185,11 @@ def test_an_unexpected_failure_answers_500_without_internals(tmp_path: Path) -> 
     app, token = _app(tmp_path)
 
     async def boom() -> None:
-        raise ValueError("secret internal state at /work/main/api/x.py")
+        raise ValueError("secret internal state at /srv/pantau/api/x.py")
 
     app.add_api_route("/boom", boom)
     response = _get(app, "/boom", {"Authorization": f"Bearer {token}"})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
-    assert "secret" not in response.text and "/work" not in response.text
+    assert "secret" not in response.text and "/srv" not in response.text
     assert response.headers["x-content-type-options"] == "nosniff"
