@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Final
+
+from pantau.files import write_atomically
 
 __all__ = ["Scope", "TokenRecord", "TokenStore"]
 
@@ -167,16 +166,5 @@ class TokenStore:
     def _write(self, records: list[TokenRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"tokens": [asdict(r) for r in records]}, indent=2)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(body)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).chmod(0o600)
-            Path(tmp).replace(self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                Path(tmp).unlink()
-            raise
+        write_atomically(self.path, body, mode=0o600)
         self._checked = 0.0

@@ -9,10 +9,10 @@ Points carry the reading's observation time, so a redelivered batch rewrites the
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from pantau.derived import (
     derived_topic,
     readings_topic,
 )
+from pantau.files import write_atomically
 from pantau.lineprotocol import point
 from pantau.registry import Registry, facts_from_registry
 from processors.bank import SEVERITY, KindProcessor
@@ -317,12 +318,9 @@ class Derivation:
             arrays.update({f"{kind}/{name}": value for name, value in bank.snapshot().items()})
         places = json.dumps(self._places)
         arrays["places"] = np.array([places])
-        tmp = path.with_suffix(".tmp.npz")
-        with tmp.open("wb") as out:
-            np.savez(out, **arrays)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
+        encoded = io.BytesIO()
+        np.savez(encoded, **arrays)
+        write_atomically(path, encoded.getvalue(), mode=0o644)
 
     def load(self, path: Path) -> bool:
         """Restore state saved by save(); False (fresh state) if there is none or it is bad."""

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import hashlib
 import hmac
 import io
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from pantau.derived import ACKS_ALL, DERIVED_ALL
+from pantau.files import write_atomically
 from pantau.registry import Registry
 
 __all__ = [
@@ -157,7 +155,12 @@ class CredentialStore:
 
     def save(self, path: Path) -> None:
         """Write the store atomically, readable by its owner only."""
-        _write_atomically(path, "".join(f"{u}:{h}\n" for u, h in self._hashes.items()), 0o600)
+        write_atomically(
+            path,
+            "".join(f"{u}:{h}\n" for u, h in self._hashes.items()),
+            mode=0o600,
+            keep_existing_mode=True,
+        )
 
     def set_password(self, username: str, password: str) -> None:
         """Store the hash of a (new) password for a user."""
@@ -221,9 +224,16 @@ def write_broker_files(registry: Registry, store: CredentialStore, broker_dir: P
     """Write the password file and the ACL into `broker_dir` (each atomically)."""
     broker_dir.mkdir(parents=True, exist_ok=True)
     # Both readable by the broker's group: Mosquitto re-reads them on SIGHUP after it has
-    # dropped root. An existing file's mode and group are kept (see _write_atomically).
-    _write_atomically(broker_dir / PASSWORD_NAME, render_password_file(registry, store), 0o640)
-    _write_atomically(broker_dir / ACL_NAME, render_acl(registry, store), 0o640)
+    # dropped root. An existing file's mode and group are kept (see pantau.files).
+    write_atomically(
+        broker_dir / PASSWORD_NAME,
+        render_password_file(registry, store),
+        mode=0o640,
+        keep_existing_mode=True,
+    )
+    write_atomically(
+        broker_dir / ACL_NAME, render_acl(registry, store), mode=0o640, keep_existing_mode=True
+    )
 
 
 def read_logins_csv(path: Path) -> dict[str, Login]:
@@ -248,7 +258,7 @@ def merge_logins_csv(path: Path, logins: Iterable[Login]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_LOGINS_HEADER)
     writer.writerows((r.device_id, r.username, r.password) for r in rows.values())
-    _write_atomically(path, buffer.getvalue(), 0o600)
+    write_atomically(path, buffer.getvalue(), mode=0o600, keep_existing_mode=True)
 
 
 def write_password_file(path: Path, password: str) -> None:
@@ -256,27 +266,4 @@ def write_password_file(path: Path, password: str) -> None:
     if not password or any(ch in password for ch in "\r\n\0"):
         raise BrokerAuthError("a password must be non-empty and one line")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, password + "\n", 0o600)
-
-
-def _write_atomically(path: Path, text: str, mode: int) -> None:
-    """Replace `path` with `text` via a temporary file and a rename; keep its mode and group."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        try:
-            existing = path.stat()
-        except FileNotFoundError:
-            os.fchmod(fd, mode)
-        else:
-            # An operator who ran `chgrp mosquitto` on the file must not lose that on rewrite.
-            os.fchmod(fd, existing.st_mode & 0o777)
-            with contextlib.suppress(PermissionError):  # only root or a member may chgrp
-                os.fchown(fd, -1, existing.st_gid)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, password + "\n", mode=0o600, keep_existing_mode=True)

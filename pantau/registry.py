@@ -7,7 +7,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pantau.files import write_atomically
 from processors.catalog import KINDS, DeviceFacts, kind_spec
 
 __all__ = [
@@ -380,19 +380,8 @@ class Registry:
         writer.writerow(COLUMNS)
         for device in self._by_id.values():
             writer.writerow(_row(device))
-        # Write beside the target and rename, so a reader never sees half a registry.
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            # mkstemp creates 0600; a registry is configuration other services must read.
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                out.write(buffer.getvalue())
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).replace(target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # A registry is configuration other services must read.
+        write_atomically(target, buffer.getvalue(), mode=0o644)
 
     def get(self, device_id: str) -> Device | None:
         """The device with this id, or None."""
