@@ -21,7 +21,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.batch import Batch, BatchBuilder, Limits
 from ingest.derivation import Derivation, Derived
 from ingest.metrics import CollectorMetrics
+from ingest.partition import Partition
 from ingest.rejections import bounded
+from ingest.state_replay import StateCatchUp, replay_stored
 from ingest.store import DurableStore
 from pantau.backoff import Backoff
 from pantau.registry import Registry
@@ -42,6 +44,9 @@ _SWEEP_S: Final = 10.0  # how often silent devices are looked for
 _BACKLOG_S: Final = 300.0
 _SNAPSHOT_S: Final = 60.0  # how often the processors' state is saved
 _REFUSAL_LOG_S: Final = 60.0  # at most one "broker refused a publish" warning this often
+# QoS 0 messages have no flow control (Receive Maximum counts QoS 1 and 2 only): beyond this
+# many messages waiting in the inbox, a QoS 0 message is dropped and counted.
+_QOS0_INBOX_MAX: Final = 50_000
 
 
 class _JitteredClient(mqtt.Client):
@@ -93,8 +98,16 @@ class Collector:
         metrics: CollectorMetrics | None = None,
         derivation: Derivation | None = None,
         snapshot_path: Path | None = None,
+        partition: Partition | None = None,
+        catch_up: StateCatchUp | None = None,
     ) -> None:
         self._settings = settings
+        self._partition = partition
+        self._catch_up = catch_up
+        # Set when the processors ran on a batch that then failed to become durable: their
+        # state is ahead of what is stored, so it is never saved (the last snapshot, plus the
+        # stored readings replayed at the next start, is the truth).
+        self._state_ahead = False
         self._derivation = derivation
         self._snapshot_path = snapshot_path
         self._next_sweep = time.monotonic() + _SWEEP_S
@@ -122,6 +135,7 @@ class Collector:
         self._connected = threading.Event()
         self._backoff = Backoff(0.5, settings.reconnect_max_s)
         self._next_refusal_log = 0.0
+        self._next_drop_log = 0.0
         self._client = self._make_client()
 
     @property
@@ -160,7 +174,15 @@ class Collector:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         return client
+
+    @property
+    def filters(self) -> list[str]:
+        """The subscription filters: the topic, a partition's districts, or the share group's."""
+        if self._partition is not None:
+            return list(self._partition.filters)
+        return [self._settings.subscription]
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -186,7 +208,12 @@ class Collector:
             self._metrics.mqtt_reconnects.inc()
         self._backoff.reset()
         # Re-subscribing an identical filter replaces the session's subscription, never doubles it.
-        client.subscribe(self._settings.subscription, options=self._subscribe_options())
+        options = self._subscribe_options()
+        filters = self.filters
+        if filters:
+            client.subscribe([(f, options) for f in filters])
+        else:
+            log.warning("this partition has no districts in the registry; nothing to subscribe")
         self._connected.set()
         self._metrics.mqtt_connected.set(1)
         log.info(
@@ -194,9 +221,25 @@ class Collector:
             extra={
                 "client_id": self._settings.client_id,
                 "session_present": flags.session_present,
-                "subscription": self._settings.subscription,
+                "subscription": ",".join(filters),
             },
         )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        # The SUBACK: from here on the broker routes (and queues) readings to this session.
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
+        else:
+            granted = ",".join(str(r.value) for r in reasons)
+            log.info("subscribed", extra={"granted": granted})
 
     def _subscribe_options(self) -> SubscribeOptions:
         """QoS 1, and the options that let retained readings be taken once and then cleared.
@@ -236,6 +279,12 @@ class Collector:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Runs on the network thread: only hand the message over. Once draining, messages are
         # left unacknowledged; the broker keeps them in the session for the next start.
+        # QoS 0 messages have neither redelivery nor flow control: dropped ones are counted.
+        if message.qos == 0 and (
+            not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX
+        ):
+            self._metrics.qos0_dropped.inc()
+            return
         if self._taking.is_set():
             self._inbox.append(
                 _Received(
@@ -276,6 +325,7 @@ class Collector:
         """Collect until `stop` is set, then drain: stop taking, flush, acknowledge, disconnect."""
         endpoint = self._settings.mqtt.endpoint()
         self._store.replay(budget_s=0.0, force_probe=True)  # learn InfluxDB's state at once
+        owed = self._catch_up_state(stop)
         self._client.connect_async(
             endpoint.host,
             endpoint.port,
@@ -284,6 +334,7 @@ class Collector:
             properties=self._connect_properties(),
         )
         self._client.loop_start()
+        self._publish(owed)  # paho queues these QoS 1 messages until the session is up
         try:
             while not stop.is_set():
                 self._take()
@@ -299,8 +350,56 @@ class Collector:
         finally:
             self._drain()
 
+    def _catch_up_state(self, stop: threading.Event) -> Derived:
+        """Replay stored readings newer than the processors' state, before any live batch.
+
+        The spool is drained first where InfluxDB allows (its readings are part of the durable
+        stream). The anomalies and indicators found on the way are stored again (the same
+        points) and their QoS 1 messages returned for publishing once connected.
+        """
+        owed = Derived()
+        catch_up = self._catch_up
+        if catch_up is None or self._derivation is None:
+            return owed
+        drain_until = time.monotonic() + catch_up.spool_budget_s
+        while self._store.spool and time.monotonic() < drain_until and not stop.is_set():
+            if not self._store.replay(budget_s=1.0, force_probe=True):
+                break
+        if self._store.spool:
+            log.warning(
+                "spooled readings are not yet in InfluxDB; the processors start without them"
+            )
+
+        def store(derived: Derived) -> None:
+            if derived.lines and not self._store.persist(
+                "\n".join(derived.lines).encode(), 0, stop=stop
+            ):
+                self._state_ahead = True
+            owed.messages += [m for m in derived.messages if m.qos > 0]
+            owed.anomalies += derived.anomalies
+
+        try:
+            fed = replay_stored(
+                self._derivation,
+                catch_up.influx,
+                since=catch_up.since,
+                until=time.time() + self._settings.clock_skew_s,
+                owns=catch_up.owns,
+                on_derived=store,
+            )
+        except Exception as exc:  # InfluxDB away or answering nonsense: go on without
+            log.warning(
+                "could not replay stored readings into the processors; they go on from "
+                "their snapshot",
+                extra={"error": bounded(str(exc))},
+            )
+            return owed
+        self._metrics.state_replayed.inc(fed)
+        return owed
+
     def _take(self) -> None:
         inbox, pending, builder = self._inbox, self._pending, self._builder
+        partition = self._partition
         limit = self._settings.batch_size
         taken = 0
         while inbox and builder.readings < limit and builder.messages < limit:
@@ -309,6 +408,9 @@ class Collector:
                 self._batch_started = time.monotonic()
             pending.append(received)
             taken += 1
+            if partition is not None and not partition.owns(received.topic):
+                self._metrics.partition_skipped.inc()  # acknowledged with the batch
+                continue
             if received.retain and not received.payload:
                 # A zero-length retained message deletes a retained one; it carries no reading.
                 # Mostly the echo of a clear (another replica's, or ours without noLocal).
@@ -341,6 +443,9 @@ class Collector:
                     )
                     break
         finally:
+            lost = sum(1 for m in self._inbox if m.qos == 0)
+            if lost:
+                self._metrics.qos0_dropped.inc(lost)
             self._save_snapshot()
             self._closing.set()
             self._client.disconnect()
@@ -360,6 +465,8 @@ class Collector:
                 body = "\n".join(derived.lines).encode()
                 if self._store.persist(body, 0, stop=stop):
                     self._publish(derived)
+                else:  # stopping: the silences were noted but not stored
+                    self._state_ahead = True
             elif derived.messages:  # only held-back latest readings: nothing to store first
                 self._publish(derived)
         if now >= self._next_snapshot:
@@ -367,7 +474,7 @@ class Collector:
             self._save_snapshot()
 
     def _save_snapshot(self) -> None:
-        if self._derivation is None or self._snapshot_path is None:
+        if self._derivation is None or self._snapshot_path is None or self._state_ahead:
             return
         try:
             self._derivation.save(self._snapshot_path)
@@ -390,10 +497,26 @@ class Collector:
             return Derived()
 
     def _publish(self, derived: Derived) -> None:
+        dropped = 0
         for message in derived.messages:
-            self._client.publish(
+            info = self._client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain
             )
+            # QoS 1 messages wait in paho's queue while the session is down; beyond the queue
+            # bound, and QoS 0 messages without a session, are not sent at all.
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE or (
+                info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and message.qos == 0
+            ):
+                dropped += 1
+        if dropped:
+            self._metrics.derived_dropped.inc(dropped)
+            now = time.monotonic()
+            if now >= self._next_drop_log:
+                self._next_drop_log = now + _REFUSAL_LOG_S
+                log.warning(
+                    "derived messages dropped (broker away or the publish queue full)",
+                    extra={"dropped": dropped},
+                )
         self._metrics.anomalies.inc(derived.anomalies)
 
     def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> bool:
@@ -407,8 +530,10 @@ class Collector:
         body = self._encode(batch, derived.lines)
         if body and not self._store.persist(body, readings, stop=stop, deadline=deadline):
             # Not durable: hold the acks back. The broker delivers these messages again after
-            # the session resumes (the process is stopping when this happens).
+            # the session resumes (the process is stopping when this happens). The processors
+            # have seen the batch: their state must not be saved from here on.
             self._pending = []
+            self._state_ahead = self._derivation is not None
             return False
         for kind, columns in batch.columns.items():
             self._metrics.readings_written.labels(kind).inc(len(columns))

@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from ingest.collector import Collector
 from ingest.derivation import Derivation
 from ingest.metrics import CollectorMetrics
+from ingest.partition import Partition
 from ingest.spool import Spool
+from ingest.state_replay import StateCatchUp, replay_start
 from ingest.store import DurableStore
 from pantau.influx import InfluxClient
 from pantau.logs import configure_logging
@@ -60,6 +64,21 @@ log = logging.getLogger(__name__)
     help="Join this MQTT v5 shared-subscription group ($share/GROUP/...) [PANTAU_SHARE_GROUP]",
 )
 @click.option(
+    "--share-dispatch",
+    type=click.Choice(["round_robin", "hash_topic"]),
+    help="How the broker spreads the share group [PANTAU_SHARE_DISPATCH], default round_robin",
+)
+@click.option(
+    "--partition",
+    help="K/N: process the districts of partition K of N, one collector per partition "
+    "[PANTAU_PARTITION]",
+)
+@click.option(
+    "--processors/--no-processors",
+    default=None,
+    help="Run detectors and live indicators; --no-processors stores only [PANTAU_PROCESSORS]",
+)
+@click.option(
     "--spool-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Local spool folder [PANTAU_SPOOL_DIR], default .pantau/spool/<client id>",
@@ -77,7 +96,10 @@ log = logging.getLogger(__name__)
 )
 def ingest(**options: Any) -> None:
     """Collect readings from MQTT into InfluxDB; acknowledge each message once it is stored."""
-    settings = Settings.from_options(**options)
+    try:
+        settings = Settings.from_options(**options)
+    except ValidationError as exc:
+        raise click.ClickException(_settings_error(exc)) from None
     configure_logging(settings.log_level)
     try:
         client_tls_context(settings)  # refuse unusable TLS settings before anything starts
@@ -86,6 +108,13 @@ def ingest(**options: Any) -> None:
     registry = Registry.from_csv(settings.registry) if settings.registry else None
     if registry is None:
         log.warning("no device registry: development mode, any well-formed device is accepted")
+    partition = _partition(settings, registry)
+    if settings.share_group and settings.share_dispatch == "hash_topic" and settings.processors:
+        log.warning(
+            "share group on a topic-hashing broker: each device stays with one replica, but a "
+            "district's devices may not; peer drift and district lamp shares see only this "
+            "replica's devices (use partition=K/N to keep districts whole)"
+        )
     metrics = CollectorMetrics()
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port)
@@ -137,15 +166,72 @@ def ingest(**options: Any) -> None:
             collector_id=settings.client_id,
             rejected_payload_bytes=settings.rejected_payload_bytes,
         )
-        derivation = Derivation(registry)
+        derivation = Derivation(registry) if settings.processors else None
         snapshot = settings.effective_spool_dir / "processors.npz"
-        if derivation.load(snapshot):
-            log.info("processor state restored", extra={"snapshot": str(snapshot)})
+        catch_up = None
+        if derivation is not None:
+            catch_up = _restore_state(settings, derivation, snapshot, partition, influx)
         Collector(
             settings,
             store,
             registry=registry,
             metrics=metrics,
             derivation=derivation,
-            snapshot_path=snapshot,
+            snapshot_path=snapshot if derivation is not None else None,
+            partition=partition,
+            catch_up=catch_up,
         ).run(stop)
+
+
+def _settings_error(exc: ValidationError) -> str:
+    """The reasons of invalid settings, one per line, without pydantic's decoration."""
+    return "invalid settings:\n" + "\n".join(
+        f"  {'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors()
+    )
+
+
+def _partition(settings: Settings, registry: Registry | None) -> Partition | None:
+    """The partition of the registry's districts this collector processes, if any."""
+    index = settings.partition_index
+    if index is None:
+        return None
+    if registry is None:
+        raise click.ClickException(
+            "partition needs the device registry: it names the districts to divide"
+        )
+    try:
+        partition = Partition.plan(*index, settings.topic, (d.district for d in registry))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info(
+        "partition",
+        extra={"partition": partition.layout, "districts": ",".join(sorted(partition.mine))},
+    )
+    return partition
+
+
+def _restore_state(
+    settings: Settings,
+    derivation: Derivation,
+    snapshot: Path,
+    partition: Partition | None,
+    influx: InfluxClient,
+) -> StateCatchUp:
+    """Load the processors' snapshot; say what to replay from InfluxDB on top of it."""
+    layout = partition.layout if partition is not None else ""
+    loaded = derivation.load(snapshot)
+    complete = loaded and derivation.layout == layout
+    if loaded:
+        log.info("processor state restored", extra={"snapshot": str(snapshot)})
+        if not complete:
+            log.info(
+                "partition layout changed; replaying the recent history of every device",
+                extra={"was": derivation.layout or "none", "now": layout or "none"},
+            )
+    derivation.layout = layout
+    since = replay_start(
+        derivation, time.time(), hours=settings.state_replay_hours, complete=complete
+    )
+    owns = partition.owns_district if partition is not None else (lambda district: True)
+    return StateCatchUp(influx, since, owns)

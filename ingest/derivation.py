@@ -94,6 +94,7 @@ class Derivation:
         self._summary_sent: dict[tuple[str, str, str], float] = {}
         self._held_back: dict[tuple[str, str, str], DerivedMessage] = {}
         self._episodes: dict[tuple[str, int, int, str], float] = {}  # -> last flagged time
+        self.layout = ""  # the partition layout the state was built under (see save())
         if registry is not None:
             for d in registry:
                 self._place(d.device_id, d.city, d.district)
@@ -312,12 +313,19 @@ class Derivation:
     # -- surviving a restart --------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write every bank's state atomically (temporary file, fsync, rename)."""
+        """Write every bank's state atomically (temporary file, fsync, rename).
+
+        With the state go the anomaly episodes (so a replay after a restart reports an episode
+        that goes on as the same one) and the partition layout it was built under.
+        """
         arrays: dict[str, Any] = {}
         for kind, bank in self.banks.items():
             arrays.update({f"{kind}/{name}": value for name, value in bank.snapshot().items()})
         places = json.dumps(self._places)
         arrays["places"] = np.array([places])
+        episodes = [[*key, last] for key, last in self._episodes.items()]
+        arrays["episodes"] = np.array([json.dumps(episodes)])
+        arrays["layout"] = np.array([self.layout])
         encoded = io.BytesIO()
         np.savez(encoded, **arrays)
         write_atomically(path, encoded.getvalue(), mode=0o644)
@@ -340,4 +348,8 @@ class Derivation:
         if "places" in arrays:
             for device, (city, district) in json.loads(str(arrays["places"][0])).items():
                 self._place(device, city, district)
+        if "episodes" in arrays:
+            for kind, row, column, detector, last in json.loads(str(arrays["episodes"][0])):
+                self._episodes[(str(kind), int(row), int(column), str(detector))] = float(last)
+        self.layout = str(arrays["layout"][0]) if "layout" in arrays else ""
         return True

@@ -101,6 +101,30 @@ class CollectorMetrics:
             "Publishes (derived messages, retained clears) the broker refused",
             registry=r,
         )
+        self.derived_dropped = Counter(
+            "pantau_derived_dropped",
+            "Derived messages (live readings, anomalies, indicators) not handed to the broker: "
+            "the client's queue was full, or the session was down for a QoS 0 message",
+            registry=r,
+        )
+        self.qos0_dropped = Counter(
+            "pantau_qos0_dropped",
+            "QoS 0 messages dropped unread: the inbox held its bound, or the collector was "
+            "draining (QoS 0 has no redelivery)",
+            registry=r,
+        )
+        self.partition_skipped = Counter(
+            "pantau_partition_skipped",
+            "Messages of another partition's districts, acknowledged without storing (that "
+            "partition receives its own copy)",
+            registry=r,
+        )
+        self.state_replayed = Counter(
+            "pantau_state_replayed_readings",
+            "Stored readings fed to the processors at start to bring their state up to what "
+            "InfluxDB holds (after a crash, or for devices new to this collector)",
+            registry=r,
+        )
         self.lag_seconds = Gauge(
             "pantau_lag_seconds",
             "Age of the newest reading of the last batch at write time",

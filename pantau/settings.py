@@ -7,7 +7,7 @@ import socket
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -401,6 +401,33 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="MQTT v5 shared-subscription group of collector replicas (`$share/GROUP/...`).",
     )
+    share_dispatch: Literal["round_robin", "hash_topic"] = Field(
+        default="round_robin",
+        description="How the broker spreads a share group: `round_robin` (Mosquitto; a "
+        "device's readings would be split over replicas, so a share group then needs "
+        "`processors=false`), or `hash_topic` (EMQX `shared_subscription_strategy = "
+        "hash_topic`: each device always reaches the same replica).",
+    )
+    partition: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{0,2}/[1-9][0-9]{0,2}$",
+        description="`K/N`: this collector processes partition K of N, the districts that "
+        "hash to K (docs/collector.md, Scale-out). Partition 1 also takes districts the "
+        "registry does not list. Needs the registry; one running collector per partition.",
+    )
+    processors: bool = Field(
+        default=True,
+        description="Run the detectors and live indicators. False: a store-only collector "
+        "(readings and rejections, no anomalies, indicators or live feed).",
+    )
+    state_replay_hours: float = Field(
+        default=26.0,
+        ge=0,
+        le=24 * 14,
+        description="At start, stored readings newer than the processors' snapshot are "
+        "replayed into them; with no usable snapshot (first start, new partition layout), "
+        "this many hours of every device's history (a 24-hour mean needs 18).",
+    )
     reconnect_max_s: float = Field(
         default=30.0, gt=0, description="Cap of the jittered reconnect backoff."
     )
@@ -506,6 +533,36 @@ class Settings(BaseSettings):
                 "collector replica); mqtt_username_is_client_id=false for brokers that do not"
             )
         return self
+
+    @model_validator(mode="after")
+    def _keep_devices_whole(self) -> Settings:
+        """Refuse replica layouts that would split one device's readings over processors."""
+        if self.partition is not None:
+            k, n = (int(part) for part in self.partition.split("/"))
+            if k > n:
+                raise ValueError(f"partition {self.partition!r}: K must be between 1 and N")
+            if self.share_group:
+                raise ValueError(
+                    "partition and share_group exclude each other: a partition is one "
+                    "collector with its own session (it fails over by coming back)"
+                )
+        if self.share_group and self.processors and self.share_dispatch == "round_robin":
+            raise ValueError(
+                f"share_group {self.share_group!r} with processors on a round-robin broker "
+                "(Mosquitto) would split each device's readings over the replicas and corrupt "
+                "their per-device state (baselines, runs, 24-hour means). Use partition=K/N "
+                "(one collector per partition), or share_dispatch=hash_topic on a broker that "
+                "hashes topics (EMQX), or processors=false for store-only replicas"
+            )
+        return self
+
+    @property
+    def partition_index(self) -> tuple[int, int] | None:
+        """(K, N) of `partition`, if set."""
+        if self.partition is None:
+            return None
+        k, n = (int(part) for part in self.partition.split("/"))
+        return k, n
 
     @classmethod
     def from_options(cls, **options: Any) -> Settings:

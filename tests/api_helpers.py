@@ -32,7 +32,7 @@ class ApiProcess:
         return httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {self.tokens[scope]}"},
-            timeout=20,
+            timeout=60,  # generous: requests only wait this long on a loaded machine
             trust_env=False,
         )
 
@@ -78,12 +78,16 @@ def running_api(
         if process.poll() is not None:
             return True
         try:
-            return httpx.get(f"{url}/health/ready", timeout=1, trust_env=False).status_code == 200
+            # A slow answer on a loaded machine is not "not ready": give each probe 5 s.
+            return httpx.get(f"{url}/health/ready", timeout=5, trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
 
     try:
-        assert wait_for(ready, timeout=30, interval=0.1), log_path.read_text()[-2000:]
+        # /health/ready is the fact: its broker check turns true only after the broker has
+        # acknowledged the API's subscriptions (aiomqtt awaits each SUBACK), and InfluxDB
+        # answers. Generous limit: a loaded 2-core machine takes seconds to start the API.
+        assert wait_for(ready, timeout=60, interval=0.1), log_path.read_text()[-2000:]
         assert process.poll() is None, log_path.read_text()[-2000:]
         yield ApiProcess(url, tokens.get("admin", ""), tokens, log_path, process)
     finally:

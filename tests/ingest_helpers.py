@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,12 +23,21 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from pantau.influx import InfluxClient
-from pantau.settings import mqtt_endpoint
+from pantau.settings import Settings, mqtt_endpoint
 
 PANTAU = str(Path(sys.executable).with_name("pantau"))
+# How long a test waits for a collector to exit after SIGTERM: clearly longer than its drain
+# deadline (the default; tests never set PANTAU_SHUTDOWN_TIMEOUT_S), so a loaded machine that
+# drains slowly is not mistaken for a collector that hangs.
+SHUTDOWN_WAIT_S: float = float(Settings.model_fields["shutdown_timeout_s"].default) + 20.0
+# The collector's log lines after the SUBACK of its first subscription (or a refusal, or a
+# partition with nothing to subscribe): from then on the broker routes readings to its session.
+_SUBSCRIBED = re.compile(rb"\bmsg=subscribed(?: |$)", re.MULTILINE)
+_REFUSED = b'msg="broker refused the subscription"'
+_NOTHING_TO_SUBSCRIBE = b"nothing to subscribe"
 
 
-def terminate(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def terminate(process: subprocess.Popen[bytes], timeout: float = SHUTDOWN_WAIT_S) -> None:
     """SIGTERM a process if it still runs; SIGKILL it if it has not exited within `timeout`."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -66,16 +76,29 @@ def running_collector(
     if log_path is None:
         log_path = Path(tempfile.mkdtemp(prefix="pantau-log-")) / "collector.log"
     log = log_path.open("ab")
+    # The log may be appended to by an earlier run: only lines of this run count.
+    offset = log.tell()
     process = subprocess.Popen(args, env=full_env, stdout=log, stderr=log)
     try:
         if wait_connected:
-            # Publishing before the first subscription would lose messages: wait for it.
-            def up() -> bool:
-                return process.poll() is not None or b"connected to broker" in log_path.read_bytes()
+            # Publishing before the broker has acknowledged the subscription (SUBACK) would
+            # lose messages: wait for the collector's "subscribed" line, written on the SUBACK.
+            def ours() -> bytes:
+                return log_path.read_bytes()[offset:]
 
-            assert wait_for(up, timeout=30, interval=0.05), log_path.read_text()[-2000:]
+            def subscribed() -> bool:
+                text = ours()
+                return (
+                    process.poll() is not None
+                    or _SUBSCRIBED.search(text) is not None
+                    or _REFUSED in text
+                    or _NOTHING_TO_SUBSCRIBE in text
+                )
+
+            # Generous: a loaded 2-core machine takes seconds to start Python and connect.
+            assert wait_for(subscribed, timeout=60, interval=0.05), log_path.read_text()[-2000:]
             assert process.poll() is None, log_path.read_text()[-2000:]
-            time.sleep(0.2)  # the SUBACK
+            assert _REFUSED not in ours(), log_path.read_text()[-2000:]
         yield process
     finally:
         terminate(process)
@@ -260,7 +283,8 @@ def stored_points(influx: InfluxClient) -> dict[tuple[str, int], float]:
 def scrape(port: int) -> dict[str, float]:
     """The collector's Prometheus metrics as {name{labels}: value}; empty if it is not up."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        # Generous: a scrape is a fact to wait on, and a busy collector may answer slowly.
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     except httpx.HTTPError:
         return {}
     metrics: dict[str, float] = {}

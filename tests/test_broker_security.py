@@ -408,7 +408,7 @@ def test_collector_stores_simulated_fleet_over_tls(
         registry=fleet,
         client_id=user,
         env=collector_env,
-        extra_args=["--share-group", "pantau"],
+        extra_args=["--share-group", "pantau", "--no-processors"],  # store-only replicas
     ):
         done = pantau(
             "simulate",

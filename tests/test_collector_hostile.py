@@ -150,7 +150,8 @@ def test_retained_readings_are_taken_once_then_cleared(
     live = f"city/{city}/bobotsari/air_quality/aq-3"
     t = time.time() - 60
     client_id = f"test-{uuid.uuid4().hex[:10]}"
-    extra = ["--share-group", f"g{uuid.uuid4().hex[:6]}"] if shared else []
+    # Store-only replicas: a share group on Mosquitto (round-robin) refuses processors.
+    extra = ["--share-group", f"g{uuid.uuid4().hex[:6]}", "--no-processors"] if shared else []
     log_path = tmp_path / "collector.log"
 
     def collector() -> Any:

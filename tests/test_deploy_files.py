@@ -298,7 +298,10 @@ def test_collectors_share_the_stream_with_stable_distinct_identities(
 ) -> None:
     collectors = {n: s for n, s in _pantau_services(compose).items() if s["command"][0] == "ingest"}
     envs = {name: _environment(s) for name, s in collectors.items()}
-    assert len({env["PANTAU_SHARE_GROUP"] for env in envs.values()}) == 1
+    # Partitions 1..N of the districts, one collector each: a device's state stays whole.
+    partitions = sorted(env["PANTAU_PARTITION"] for env in envs.values())
+    assert partitions == [f"{k}/{len(envs)}" for k in range(1, len(envs) + 1)]
+    assert all("PANTAU_SHARE_GROUP" not in env for env in envs.values())
     # The client id is the account (use_username_as_clientid): distinct accounts, no other id.
     assert len({env["PANTAU_MQTT_USERNAME"] for env in envs.values()}) == len(collectors)
     assert all("PANTAU_CLIENT_ID" not in env for env in envs.values())

