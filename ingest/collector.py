@@ -280,9 +280,7 @@ class Collector:
         # Runs on the network thread: only hand the message over. Once draining, messages are
         # left unacknowledged; the broker keeps them in the session for the next start.
         # QoS 0 messages have neither redelivery nor flow control: dropped ones are counted.
-        if message.qos == 0 and (
-            not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX
-        ):
+        if message.qos == 0 and (not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX):
             self._metrics.qos0_dropped.inc()
             return
         if self._taking.is_set():

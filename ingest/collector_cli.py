@@ -166,11 +166,10 @@ def ingest(**options: Any) -> None:
             collector_id=settings.client_id,
             rejected_payload_bytes=settings.rejected_payload_bytes,
         )
-        derivation = Derivation(registry) if settings.processors else None
         snapshot = settings.effective_spool_dir / "processors.npz"
-        catch_up = None
-        if derivation is not None:
-            catch_up = _restore_state(settings, derivation, snapshot, partition, influx)
+        derivation, catch_up = None, None
+        if settings.processors:
+            derivation, catch_up = _processors(settings, registry, snapshot, partition, influx)
         Collector(
             settings,
             store,
@@ -185,10 +184,11 @@ def ingest(**options: Any) -> None:
 
 def _settings_error(exc: ValidationError) -> str:
     """The reasons of invalid settings, one per line, without pydantic's decoration."""
-    return "invalid settings:\n" + "\n".join(
-        f"  {'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg'].removeprefix('Value error, ')}"
-        for error in exc.errors()
-    )
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
 
 
 def _partition(settings: Settings, registry: Registry | None) -> Partition | None:
@@ -211,27 +211,32 @@ def _partition(settings: Settings, registry: Registry | None) -> Partition | Non
     return partition
 
 
-def _restore_state(
+def _processors(
     settings: Settings,
-    derivation: Derivation,
+    registry: Registry | None,
     snapshot: Path,
     partition: Partition | None,
     influx: InfluxClient,
-) -> StateCatchUp:
-    """Load the processors' snapshot; say what to replay from InfluxDB on top of it."""
+) -> tuple[Derivation, StateCatchUp]:
+    """The processors from their snapshot, and what to replay from InfluxDB on top of it.
+
+    A snapshot of another partition layout is set aside: it holds devices this collector no
+    longer takes (their silence would read as an outage) and lacks the ones it now does.
+    """
     layout = partition.layout if partition is not None else ""
-    loaded = derivation.load(snapshot)
-    complete = loaded and derivation.layout == layout
-    if loaded:
+    derivation = Derivation(registry)
+    complete = derivation.load(snapshot)
+    if complete and derivation.layout != layout:
+        log.info(
+            "partition layout changed; rebuilding the processors' state from InfluxDB",
+            extra={"was": derivation.layout or "none", "now": layout or "none"},
+        )
+        derivation, complete = Derivation(registry), False
+    elif complete:
         log.info("processor state restored", extra={"snapshot": str(snapshot)})
-        if not complete:
-            log.info(
-                "partition layout changed; replaying the recent history of every device",
-                extra={"was": derivation.layout or "none", "now": layout or "none"},
-            )
     derivation.layout = layout
     since = replay_start(
         derivation, time.time(), hours=settings.state_replay_hours, complete=complete
     )
     owns = partition.owns_district if partition is not None else (lambda district: True)
-    return StateCatchUp(influx, since, owns)
+    return derivation, StateCatchUp(influx, since, owns)

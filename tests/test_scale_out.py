@@ -305,3 +305,47 @@ def test_state_is_rebuilt_from_influxdb_after_a_crash(
                 assert _levels(b) == _levels(a)
     log = (tmp_path / "victim.log").read_text()
     assert "processor state replayed from InfluxDB" in log
+
+
+def test_scaling_out_mid_stream_rebuilds_the_state_of_devices_that_move(
+    broker: Any, influx: Any, tmp_path: Path
+) -> None:
+    """One collector, then two partitions from the middle of the stream: results unchanged."""
+    city = f"c{uuid.uuid4().hex[:10]}"
+    registry = tmp_path / "registry.csv"
+    _registry(city).write_csv(registry)
+    start = math.floor(time.time() - READINGS * SPACING_S)
+    messages = _stream(city, start)
+    half = len(messages) * 3 // 4
+    with ExitStack() as stack:
+        ref, grown = stack.enter_context(_database(influx)), stack.enter_context(_database(influx))
+
+        def collector(db: str, name: str, partition: str | None = None) -> Any:
+            return running_collector(
+                broker.url,
+                influx.url,
+                db,
+                topic=f"city/{city}/+/+/+",
+                registry=registry,
+                client_id=name,
+                log_path=tmp_path / f"{name}.log",
+                spool_dir=tmp_path / f"spool-{name}",
+                extra_args=["--partition", partition] if partition else [],
+            )
+
+        stack.enter_context(collector(ref, "reference"))
+        with publisher(broker.url) as pub, InfluxClient(influx.url, grown) as b:
+            with collector(grown, "first"):  # stopped cleanly: its snapshot is saved
+                publish_all(pub, messages[:half], timeout=120)
+                assert wait_for(lambda: _stored(b) == half, 120)
+            assert (tmp_path / "spool-first" / "processors.npz").exists()
+            stack.enter_context(collector(grown, "first", "1/2"))  # same identity and spool
+            stack.enter_context(collector(grown, "second", "2/2"))
+            publish_all(pub, messages[half:], timeout=120)
+            with InfluxClient(influx.url, ref) as a:
+                assert wait_for(lambda: _stored(a) == len(messages), 120)
+                assert wait_for(lambda: _stored(b) == len(messages), 120)
+                one, again = _anomalies(a), _anomalies(b)
+                assert again == one, (sorted(one - again), sorted(again - one))
+                assert _levels(b) == _levels(a)
+    assert "rebuilding the processors' state" in (tmp_path / "first.log").read_text()
