@@ -1,29 +1,48 @@
 """Delivery under faults: what InfluxDB holds equals what was published, point for point.
 
-Each test runs its own Mosquitto and InfluxDB (they get restarted), real `pantau ingest`
-processes, and a known stream of 50,000 readings published at a fixed rate.
+Each test runs its own Mosquitto and InfluxDB (they get restarted) and real `pantau ingest`
+processes. The first tests replay a stream of 50,000 air-quality readings; the others a
+multi-kind stream (tests/fault_helpers.py: air_quality pm25/pm10, water_level level_cm,
+streetlight lamp_on/dim_pct/power_w) and compare every (measurement, device, time, field).
+Waits are on facts (the collector's metrics, the broker's PUBACKs and $SYS counters, rows in
+InfluxDB); a sleep only holds a fault condition for a while.
 """
 
 from __future__ import annotations
 
-import random
+import logging
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from pantau.dev import InfluxDBService, MosquittoService, free_port
 from pantau.influx import InfluxClient
+from tests.fault_helpers import (
+    BrokerStats,
+    InfluxProxy,
+    Key,
+    MultiStream,
+    conflicting_values,
+    differences,
+    metric,
+    parse_lines,
+    stored,
+    wait_metric,
+    wait_subscribed,
+)
 from tests.ingest_helpers import (
     Stream,
+    rows,
     running_collector,
     scrape,
     stored_points,
@@ -33,6 +52,11 @@ from tests.ingest_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(240)]
 
 DB = "faults"
+READINGS = ("air_quality", "water_level", "streetlight")
+STORE_ONLY = {"PANTAU_PROCESSORS": "false"}  # required for a share group on Mosquitto
+STORED, RETAINED, DROPPED = BrokerStats.TOPICS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,23 +71,25 @@ class Rig:
         self,
         name: str,
         *,
+        port: int,
         influx_url: str | None = None,
+        db: str = DB,
         env: dict[str, str] | None = None,
-        metrics_port: int | None = None,
-        share: bool = False,
+        share_group: str | None = None,
         spool_max: int | None = None,
-    ):
-        args = ["--batch-size", "2000", "--batch-interval", "0.1"]
-        if metrics_port is not None:
-            args += ["--metrics-port", str(metrics_port)]
-        if share:
-            args += ["--share-group", "pantau"]
+        batch_size: int = 2000,
+    ) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        """`pantau ingest` with a stable client id and spool per name, metrics on `port`."""
+        args = ["--batch-size", str(batch_size), "--batch-interval", "0.1"]
+        args += ["--metrics-port", str(port)]
+        if share_group is not None:
+            args += ["--share-group", share_group]
         if spool_max is not None:
             args += ["--spool-max-bytes", str(spool_max)]
         return running_collector(
             self.broker.url,
             influx_url or self.influx.url,
-            DB,
+            db,
             topic="city/+/+/+/+",
             client_id=f"collector-{name}",
             spool_dir=self.root / f"spool-{name}",
@@ -73,13 +99,22 @@ class Rig:
         )
 
     def logs(self) -> str:
+        """The tail of every collector log of this test."""
         return "\n".join(
             f"== {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.root.glob("*.log"))
         )
 
+    def influx_query(self, statement: str) -> None:
+        """Run one InfluxQL statement (POST /query) and fail on any error."""
+        response = httpx.post(f"{self.influx.url}/query", data={"q": statement}, timeout=30)
+        response.raise_for_status()
+        errors = [r["error"] for r in response.json().get("results", []) if "error" in r]
+        assert not errors, (statement, errors)
+
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
+    """A private Mosquitto and InfluxDB for one test."""
     broker = MosquittoService(tmp_path / "services", free_port())
     influx = InfluxDBService(tmp_path / "services", free_port())
     broker.start()
@@ -89,6 +124,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     finally:
         broker.stop()
         influx.stop()
+
+
+def sigkill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a collector and reap it."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
 
 
 def assert_all_stored(rig: Rig, stream: Stream, timeout: float = 90) -> None:
@@ -102,56 +143,80 @@ def assert_all_stored(rig: Rig, stream: Stream, timeout: float = 90) -> None:
                 return False
 
         assert wait_for(complete, timeout, interval=1.0), rig.logs()
-        stored = stored_points(client)
-    missing = stream.expected.keys() - stored.keys()
-    extra = stored.keys() - stream.expected.keys()
+        got = stored_points(client)
+    missing = stream.expected.keys() - got.keys()
+    extra = got.keys() - stream.expected.keys()
     assert not missing and not extra, (len(missing), len(extra), rig.logs())
-    assert stored == stream.expected
+    assert got == stream.expected
 
 
-def sigkill(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
+def assert_exact(
+    rig: Rig,
+    expected: dict[Key, float],
+    *,
+    db: str = DB,
+    timeout: float = 60,
+    skip_devices: tuple[str, ...] = (),
+) -> None:
+    """Wait until InfluxDB holds every expected point, then compare the maps exactly."""
+    with InfluxClient(rig.influx.url, db) as client:
+
+        def complete() -> bool:
+            try:
+                return len(stored(client, skip_devices=skip_devices)) >= len(expected)
+            except Exception:
+                return False
+
+        wait_for(complete, timeout, interval=0.5)
+        got = stored(client, skip_devices=skip_devices)
+    assert got == expected, differences(got, expected) + "\n" + rig.logs()
+
+
+# -- the 50,000-reading air-quality stream -----------------------------------------------------
 
 
 def test_collector_sigkilled_five_times(rig: Rig) -> None:
-    rng = random.Random(20261128)
+    """Five SIGKILLs at fixed points of the stream: every reading stored with its value."""
     stream = Stream(rig.broker.url, "killcity", rate=1000)
+    port = free_port()
     with ExitStack() as stack:
-        process = stack.enter_context(rig.collector("a"))
-        time.sleep(1.5)
+        process = stack.enter_context(rig.collector("a", port=port))
+        wait_subscribed(rig.broker.url, "killcity", [port])
         stream.start()
-        for _ in range(5):
-            time.sleep(rng.uniform(0.5, 1.8))
+        for k in range(1, 6):
+            stream.wait_progress(k / 6)
             sigkill(process)
-            process = stack.enter_context(rig.collector("a"))
+            process = stack.enter_context(rig.collector("a", port=free_port()))
         stream.join()
         assert_all_stored(rig, stream)
 
 
 def test_broker_restarted_mid_stream(rig: Rig) -> None:
+    """Mosquitto stopped and started again mid-stream: nothing lost, nothing changed."""
     stream = Stream(rig.broker.url, "brokercity", rate=1000)
-    with rig.collector("a"):
-        time.sleep(1.5)
+    port = free_port()
+    with rig.collector("a", port=port):
+        wait_subscribed(rig.broker.url, "brokercity", [port])
         stream.start()
         stream.wait_progress(0.4)
         rig.broker.stop()
-        time.sleep(1.0)
+        time.sleep(1.0)  # hold the outage
         rig.broker.start()
         stream.join()
         assert_all_stored(rig, stream)
+        assert metric(port, "pantau_mqtt_reconnects_total") >= 1
 
 
-def test_influxdb_down_for_20_seconds_then_spool_drains(rig: Rig) -> None:
+def test_influxdb_down_then_spool_drains(rig: Rig) -> None:
+    """InfluxDB stopped for a fifth of the stream: it is spooled, then replayed in full."""
     stream = Stream(rig.broker.url, "influxcity", rate=1000)
     port = free_port()
-    with rig.collector("a", metrics_port=port):
-        time.sleep(1.5)
+    with rig.collector("a", port=port):
+        wait_subscribed(rig.broker.url, "influxcity", [port])
         stream.start()
         stream.wait_progress(0.3)
         rig.influx.stop()
-        time.sleep(20)
-        spooled = scrape(port).get("pantau_readings_spooled_total", 0)
+        spooled = wait_metric(port, "pantau_readings_spooled_total", 0.2 * len(stream.expected))
         rig.influx.start()
         stream.join()
         assert_all_stored(rig, stream)
@@ -197,7 +262,8 @@ class _FlakyInflux(BaseHTTPRequestHandler):
 
 
 def test_influxdb_slow_or_failing_with_5xx(rig: Rig) -> None:
-    handler = type("Flaky", (_FlakyInflux,), {"upstream": rig.influx.url, "mode": "pass"})
+    """InfluxDB answering 503, then too slowly, then well again: everything stored."""
+    handler: Any = type("Flaky", (_FlakyInflux,), {"upstream": rig.influx.url, "mode": "pass"})
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
@@ -205,13 +271,13 @@ def test_influxdb_slow_or_failing_with_5xx(rig: Rig) -> None:
     port = free_port()
     try:
         with rig.collector(
-            "a", influx_url=proxy_url, metrics_port=port, env={"PANTAU_INFLUX_TIMEOUT_S": "1"}
+            "a", port=port, influx_url=proxy_url, env={"PANTAU_INFLUX_TIMEOUT_S": "1"}
         ):
-            time.sleep(1.5)
+            wait_subscribed(rig.broker.url, "flakycity", [port])
             stream.start()
             stream.wait_progress(0.2)
             handler.mode = "503"
-            time.sleep(4)
+            time.sleep(4)  # hold each fault for a while
             handler.mode = "slow"
             time.sleep(4)
             handler.mode = "pass"
@@ -225,33 +291,283 @@ def test_influxdb_slow_or_failing_with_5xx(rig: Rig) -> None:
         proxy.server_close()
 
 
-def test_two_collectors_share_the_stream_and_one_is_killed(rig: Rig) -> None:
-    stream = Stream(rig.broker.url, "sharecity", rate=1000)
-    with ExitStack() as stack:
-        stack.enter_context(rig.collector("a", share=True))
-        b = stack.enter_context(rig.collector("b", share=True))
-        time.sleep(1.5)
-        stream.start()
-        stream.wait_progress(0.4)
-        sigkill(b)
-        time.sleep(2.0)  # Mosquitto keeps queueing b's share while its session lives
-        stack.enter_context(rig.collector("b", share=True))
-        stream.join()
-        assert_all_stored(rig, stream)
+# -- the multi-kind stream -----------------------------------------------------------------------
 
 
-def test_full_spool_holds_acks_and_the_broker_keeps_the_backlog(rig: Rig) -> None:
-    stream = Stream(rig.broker.url, "fullcity", rate=1000)
+def test_spooled_readings_survive_a_sigkill_and_are_replayed(rig: Rig) -> None:
+    """InfluxDB down, readings acked into the spool, SIGKILL, restart, InfluxDB back: exact."""
+    stream = MultiStream(rig.broker.url, "spoolcity", devices=10, per_device=400, rate=250)
     port = free_port()
-    with rig.collector("a", metrics_port=port, spool_max=200_000):
-        time.sleep(1.5)
+    with ExitStack() as stack:
+        process = stack.enter_context(rig.collector("a", port=port))
+        wait_subscribed(rig.broker.url, stream.city, [port])
+        probes = metric(port, "pantau_messages_acked_total")
         rig.influx.stop()
         stream.start()
-        assert wait_for(lambda: scrape(port).get("pantau_spool_full") == 1, 60), rig.logs()
-        metrics = scrape(port)
-        assert metrics["pantau_spool_bytes"] <= 200_000
-        stream.join()  # the broker took every message although the collector cannot store them
-        assert scrape(port)["pantau_spool_full"] == 1
+        spooled = wait_metric(port, "pantau_readings_spooled_total", 0.5 * stream.readings)
+        # The messages holding those readings are acknowledged (5 readings a message), and the
+        # broker has every one of them from the publisher.
+        acked = wait_metric(port, "pantau_messages_acked_total", probes + spooled / 5)
+        assert stream.acked >= acked - probes
+        assert metric(port, "pantau_readings_replayed_total") == 0  # nothing reached InfluxDB
+        sigkill(process)
+        port = free_port()
+        stack.enter_context(rig.collector("a", port=port))
+        # The restarted collector found every acknowledged reading in its spool.
+        assert metric(port, "pantau_spool_readings") >= spooled, rig.logs()
         rig.influx.start()
-        assert_all_stored(rig, stream)
-        assert "spool full" in rig.logs()
+        stream.join()
+        assert_exact(rig, stream.expected)
+        assert wait_for(lambda: metric(port, "pantau_spool_readings") == 0, 30), rig.logs()
+        assert metric(port, "pantau_readings_replayed_total") >= spooled
+        assert metric(port, "pantau_spool_full") == 0
+
+
+def test_full_spool_holds_acks_and_survives_a_sigkill(rig: Rig) -> None:
+    """A full spool stops acknowledgements, the broker keeps the backlog, a SIGKILL loses none."""
+    spool_max = 200_000
+    stream = MultiStream(rig.broker.url, "fullcity", devices=10, per_device=400, rate=400)
+    port = free_port()
+    stats = BrokerStats(rig.broker.url)
+    try:
+        with ExitStack() as stack:
+            process = stack.enter_context(
+                rig.collector("a", port=port, spool_max=spool_max, batch_size=500)
+            )
+            wait_subscribed(rig.broker.url, stream.city, [port])
+            rig.influx.stop()
+            stream.start()
+            wait_metric(port, "pantau_spool_full", 1)
+            stream.join()  # the broker took every message although the collector cannot store them
+            acked = metric(port, "pantau_messages_acked_total")
+            time.sleep(3)  # hold the full spool: acknowledgements must not move
+            assert metric(port, "pantau_messages_acked_total") == acked
+            assert metric(port, "pantau_spool_full") == 1
+            assert metric(port, "pantau_unacked_messages") > 0
+            assert 0 < metric(port, "pantau_spool_bytes") <= spool_max
+            # Mosquitto still holds every message the collector has not acknowledged.
+            backlog = len(stream.messages) - acked
+            sys = stats.fresh()
+            held = (
+                sys["$SYS/broker/store/messages/count"] - sys["$SYS/broker/retained messages/count"]
+            )
+            log.info("full spool: broker holds %d messages, %d unacknowledged", held, backlog)
+            assert held >= backlog > 0, (sys, backlog)
+            assert sys[DROPPED] == 0, sys
+            sigkill(process)
+            port = free_port()
+            stack.enter_context(rig.collector("a", port=port, spool_max=spool_max, batch_size=500))
+            assert metric(port, "pantau_spool_bytes") > 0  # the spool is still there
+            rig.influx.start()
+            assert_exact(rig, stream.expected)
+            assert wait_for(lambda: metric(port, "pantau_spool_full") == 0, 30)
+            assert "spool full" in rig.logs()
+            assert stats.fresh()[DROPPED] == 0
+    finally:
+        stats.close()
+
+
+def written(port: int) -> float:
+    """Readings a collector made durable directly plus those it replayed from its spool."""
+    return metric(port, "pantau_readings_written_total") + metric(
+        port, "pantau_readings_replayed_total"
+    )
+
+
+def test_share_group_replicas_split_the_stream_exactly(rig: Rig) -> None:
+    """Two store-only replicas in one share group: each writes a share, the sum is exact."""
+    first = MultiStream(rig.broker.url, "sharecity", devices=6, per_device=300, rate=300)
+    second = MultiStream(rig.broker.url, "sharecity", devices=6, per_device=300, rate=300, name="b")
+    ports = {"a": free_port(), "b": free_port()}
+    with ExitStack() as stack:
+        stack.enter_context(rig.collector("a", port=ports["a"], share_group="g", env=STORE_ONLY))
+        b = stack.enter_context(
+            rig.collector("b", port=ports["b"], share_group="g", env=STORE_ONLY)
+        )
+        wait_subscribed(rig.broker.url, first.city, list(ports.values()))
+        first.start()
+        first.join()
+        assert_exact(rig, first.expected)
+        shares = {name: written(port) for name, port in ports.items()}
+        assert all(share > 0 for share in shares.values()), shares
+        assert sum(shares.values()) >= first.readings, shares
+        # One replica SIGKILLed mid-stream and restarted under its own client id.
+        second.start()
+        second.wait_progress(0.4)
+        sigkill(b)
+        ports["b"] = free_port()
+        stack.enter_context(rig.collector("b", port=ports["b"], share_group="g", env=STORE_ONLY))
+        second.join()
+        assert_exact(rig, first.expected | second.expected)
+        assert written(ports["b"]) > 0, rig.logs()  # the restarted replica took its share
+
+
+def test_influxdb_slower_than_the_timeout(rig: Rig, record_property: Any) -> None:
+    """Writes that land but answer too late: spooled, replayed, every point one value."""
+    proxy = InfluxProxy(rig.influx.url, delay_s=2.0).start()
+    stream = MultiStream(rig.broker.url, "slowcity", devices=10, per_device=400, rate=250)
+    port = free_port()
+    try:
+        with rig.collector(
+            "a", port=port, influx_url=proxy.url, env={"PANTAU_INFLUX_TIMEOUT_S": "1"}
+        ):
+            wait_subscribed(rig.broker.url, stream.city, [port])
+            stream.start()
+            stream.wait_progress(0.2)
+            proxy.mode = "slow"
+            wait_metric(port, 'pantau_influx_errors_total{type="unavailable"}', 1)
+            wait_metric(port, "pantau_readings_spooled_total", 1)
+            time.sleep(3)  # hold the slow InfluxDB while batches keep coming
+            proxy.mode = "pass"
+            stream.join()
+            assert_exact(rig, stream.expected)
+            assert wait_for(lambda: metric(port, "pantau_spool_readings") == 0, 30), rig.logs()
+            metrics = scrape(port)
+        # A timeout is classified as "unavailable" (retry later), never as "client" (refused).
+        assert metrics['pantau_influx_errors_total{type="unavailable"}'] > 0, metrics
+        assert metrics.get('pantau_influx_errors_total{type="client"}', 0) == 0, metrics
+        assert "ReadTimeout" in rig.logs()
+        assert metrics["pantau_readings_spooled_total"] > 0
+        assert metrics["pantau_readings_replayed_total"] == metrics["pantau_readings_spooled_total"]
+        late = [w for w in proxy.writes if w.mode == "slow" and 200 <= w.status < 300]
+        assert late, "no write landed while InfluxDB was slow"
+        conflicts = conflicting_values(proxy.bodies())
+        readings = {k: v for k, v in conflicts.items() if k[0].split(",")[0] in READINGS}
+        assert not readings, list(readings.items())[:5]
+        record_property("late_writes", len(late))
+        record_property("late_bodies", len({w.body for w in late}))
+        record_property("derived_conflicts", len(conflicts) - len(readings))
+        log.warning(
+            "slow InfluxDB: %d writes landed after the collector had timed out (%d distinct "
+            "bodies); derived points with two values: %d",
+            len(late),
+            len({w.body for w in late}),
+            len(conflicts) - len(readings),
+        )
+    finally:
+        proxy.close()
+
+
+def test_points_influxdb_refuses_become_rejections(rig: Rig) -> None:
+    """A field type conflict in one shard: those points go to `rejected`, the rest is exact."""
+    stream = MultiStream(rig.broker.url, "conflictcity", devices=10, per_device=300, rate=300)
+    # One-hour shards; in one hour level_cm already is a string, so float writes there fail.
+    rig.influx_query(f'CREATE DATABASE "{DB}" WITH SHARD DURATION 1h')
+    hour = (stream.start_s // 3600 + 2) * 3600
+    with InfluxClient(rig.influx.url, DB) as client:
+        client.write(
+            f"water_level,city=conflictcity,district=bobotsari,device_id=wl-conflict "
+            f'level_cm="text" {(hour + 1) * 1_000_000_000}'.encode()
+        )
+    lo, hi = hour * 1_000_000_000, (hour + 3600) * 1_000_000_000
+    refused = {
+        k: v for k, v in stream.expected.items() if k[0] == "water_level" and lo <= k[2] < hi
+    }
+    assert 0 < len(refused) < sum(1 for k in stream.expected if k[0] == "water_level")
+    port = free_port()
+    with rig.collector("a", port=port):
+        wait_subscribed(rig.broker.url, stream.city, [port])
+        stream.start()
+        stream.join()
+        kept = {k: v for k, v in stream.expected.items() if k not in refused}
+        assert_exact(rig, kept, skip_devices=("wl-conflict",))
+        with InfluxClient(rig.influx.url, DB) as client:
+
+            def all_rejected() -> list[dict[str, Any]]:
+                found = [r for r in rows(client, "rejected") if r["reason"] == "influx_rejected"]
+                return found if len(found) >= len(refused) else []
+
+            wait_for(all_rejected, 30, interval=0.5)
+            rejected = [r for r in rows(client, "rejected") if r["reason"] == "influx_rejected"]
+        metrics = scrape(port)
+    recorded: dict[Key, float] = {}
+    for row in rejected:
+        assert "field type conflict" in row["detail"], row
+        assert "level_cm" in row["detail"], row
+        assert row["kind"] == "water_level", row
+        for series, name, ts, raw in parse_lines(row["payload"].encode()):
+            device = dict(t.split("=", 1) for t in series.split(",")[1:])["device_id"]
+            assert row["device_id"] == device, row
+            recorded[("water_level", device, ts, name)] = float(raw)
+    wrongly = {k: v for k, v in recorded.items() if k not in refused}
+    assert not wrongly, (
+        f"{len(wrongly)} points recorded as refused although InfluxDB stored them, "
+        f"e.g. {sorted(wrongly)[:3]}"
+    )
+    assert recorded == refused, differences(recorded, refused)
+    assert metrics['pantau_rejected_total{reason="influx_rejected"}'] == len(refused), metrics
+
+
+def anomaly_keys(client: InfluxClient, until_ns: int) -> list[tuple[str, str, str, int]]:
+    """(device_id, field, detector, time) of every anomaly in the stream's own time range.
+
+    Anomalies after `until_ns` are the silence sweep's, stamped with the wall clock.
+    """
+    return sorted(
+        (r["device_id"], r["field"], r["detector"], r["time"])
+        for r in rows(client, "anomaly")
+        if r["time"] <= until_ns
+    )
+
+
+def test_crash_between_write_and_ack(rig: Rig) -> None:
+    """SIGKILL after InfluxDB took a batch, before its ack: stored once, the same anomalies.
+
+    A second collector takes the same stream uninterrupted into its own database; the anomaly
+    rows of both must be equal.
+    """
+    proxy = InfluxProxy(rig.influx.url).start()
+    stream = MultiStream(
+        rig.broker.url, "crashcity", devices=8, per_device=400, rate=200, spikes=True
+    )
+    ref_port, port = free_port(), free_port()
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(rig.collector("ref", port=ref_port, db="reference"))
+            process = stack.enter_context(rig.collector("a", port=port, influx_url=proxy.url))
+            wait_subscribed(rig.broker.url, stream.city, [ref_port, port])
+            proxy.kill_pid = process.pid
+            stream.start()
+            stream.wait_progress(0.45)
+            proxy.mode = "kill"
+            assert proxy.killed.wait(30), rig.logs()
+            process.wait(10)
+            port = free_port()
+            stack.enter_context(rig.collector("a", port=port, influx_url=proxy.url))
+            stream.join()
+            assert_exact(rig, stream.expected, db="reference")
+            assert_exact(rig, stream.expected)
+            assert wait_for(lambda: metric(port, "pantau_unacked_messages") == 0, 30)
+        killed = [w for w in proxy.writes if not w.answered]
+        assert len(killed) == 1 and 200 <= killed[0].status < 300
+        landed = {
+            (series, name, ts)
+            for series, name, ts, _ in parse_lines(killed[0].body)
+            if series.split(",")[0] in READINGS
+        }
+        assert landed, "the unacknowledged write held no readings"
+        # The batch that landed unacknowledged came again (redelivered) with the same values.
+        conflicts = conflicting_values(proxy.bodies())
+        readings = {k: v for k, v in conflicts.items() if k[0].split(",")[0] in READINGS}
+        assert not readings, list(readings.items())[:5]
+        seen = {(s, n, t) for body in proxy.bodies() for s, n, t, _ in parse_lines(body)}
+        assert landed <= seen
+        with (
+            InfluxClient(rig.influx.url, "reference") as ref_client,
+            InfluxClient(rig.influx.url, DB) as client,
+        ):
+            until = stream.end_s * 1_000_000_000
+            reference = anomaly_keys(ref_client, until)
+            faulted = anomaly_keys(client, until)
+        spikes = {(k[1], k[3], "spike", k[2]) for k in stream.spikes}
+        assert spikes <= set(reference), sorted(spikes - set(reference))[:5]
+        assert len(set(faulted)) == len(faulted)
+        only_ref = sorted(set(reference) - set(faulted))
+        only_faulted = sorted(set(faulted) - set(reference))
+        assert faulted == reference, (
+            f"{len(reference)} reference anomalies, {len(faulted)} after the crash; "
+            f"only in the reference: {only_ref[:10]}; only after the crash: {only_faulted[:10]}; "
+            f"the crash hit a write of {len(landed)} reading fields"
+        )
+    finally:
+        proxy.close()
