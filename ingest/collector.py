@@ -526,7 +526,8 @@ class Collector:
         )
         derived = self._derive(batch)
         body = self._encode(batch, derived.lines)
-        if body and not self._store.persist(body, readings, stop=stop, deadline=deadline):
+        where = self._store.persist(body, readings, stop=stop, deadline=deadline) if body else ""
+        if body and not where:
             # Not durable: hold the acks back. The broker delivers these messages again after
             # the session resumes (the process is stopping when this happens). The processors
             # have seen the batch: their state must not be saved from here on.
@@ -534,7 +535,8 @@ class Collector:
             self._state_ahead = self._derivation is not None
             return False
         for kind, columns in batch.columns.items():
-            self._metrics.readings_written.labels(kind).inc(len(columns))
+            if where == "influx":  # spooled readings count when replayed
+                self._metrics.readings_written.labels(kind).inc(len(columns))
             if len(columns):
                 self._metrics.lag_seconds.set(time.time() - float(columns.ts_ns.max()) / 1e9)
         for rejection in batch.rejections:

@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from typing import Final
+from typing import Final, Literal
 
 from ingest.metrics import CollectorMetrics
 from ingest.rejections import Reason, Rejection, bounded, encode_rejections
@@ -15,7 +15,7 @@ from pantau.backoff import Backoff
 from pantau.influx import InfluxClient, InfluxClientError, InfluxUnavailableError
 from processors.catalog import KINDS
 
-__all__ = ["DurableStore"]
+__all__ = ["Durable", "DurableStore"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ _CONFLICT: Final = re.compile(
     rb'input field \\?"(?P<field>[^"\\]+)\\?" on measurement \\?"(?P<measurement>[^"\\]+)\\?"'
 )
 _DEVICE_TAG: Final = re.compile(rb"device_id=([^, ]+)")
+Durable = Literal["influx", "spool", ""]  # where persist() put a body ("": nowhere)
+_DROPPED: Final = re.compile(r"dropped=(\d+)")
 _PROBE_MAX_S: Final = 5.0
 
 
@@ -84,17 +86,18 @@ class DurableStore:
         *,
         stop: threading.Event | None = None,
         deadline: float | None = None,
-    ) -> bool:
+    ) -> Durable:
         """Make `body` durable; block (without acking) while both InfluxDB and the spool fail.
 
-        Returns False only when `stop` is set or `deadline` passes first.
+        Returns where it went: "influx" or "spool"; "" (false) only when `stop` is set or
+        `deadline` passes first.
         """
         wait = Backoff(0.1, 2.0, jitter=False)
         while True:
             if self._healthy:
                 try:
                     self._write(body)
-                    return True
+                    return "influx"
                 except InfluxUnavailableError as exc:
                     self._mark_down(str(exc))
             try:
@@ -111,14 +114,14 @@ class DurableStore:
                 self._metrics.readings_spooled.inc(readings)
                 self._metrics.batches_spooled.inc()
                 self._update_spool_metrics()
-                return True
+                return "spool"
             # Full spool: only InfluxDB coming back can make room, so keep probing it.
             self.replay(budget_s=1.0, force_probe=True)
             delay = wait.next_delay()
             if deadline is not None and time.monotonic() + delay > deadline:
-                return False
+                return ""
             if stop is not None and stop.wait(delay):
-                return False
+                return ""
             if stop is None:
                 time.sleep(delay)
 
@@ -185,6 +188,17 @@ class DurableStore:
     def _write_around(self, lines: list[bytes], exc: InfluxClientError) -> None:
         """Split off the lines InfluxDB refused, record them, and write the others."""
         refused, others = _named_lines(lines, exc.message)
+        dropped = _DROPPED.search(exc.message)
+        if len(refused) > 1 and dropped is not None and int(dropped[1]) < len(refused):
+            # A type conflict holds per shard: InfluxDB stored the named lines of the other
+            # shards. Writing the named lines again in halves finds the refused ones (the
+            # stored ones are rewritten unchanged); `others` went in with the first write.
+            middle = len(refused) // 2
+            for half in (refused[:middle], refused[middle:]):
+                self._write_lines(half)
+            if others:
+                self._write_lines(others)
+            return
         if not refused:
             if len(lines) == 1:
                 refused, others = lines, []

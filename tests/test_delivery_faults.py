@@ -10,6 +10,7 @@ InfluxDB); a sleep only holds a fault condition for a while.
 
 from __future__ import annotations
 
+import collections
 import logging
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import pytest
 from pantau.dev import InfluxDBService, MosquittoService, free_port
 from pantau.influx import InfluxClient
 from tests.fault_helpers import (
+    KINDS,
     BrokerStats,
     InfluxProxy,
     Key,
@@ -36,6 +38,7 @@ from tests.fault_helpers import (
     differences,
     metric,
     parse_lines,
+    reading_conflicts,
     stored,
     wait_metric,
     wait_subscribed,
@@ -52,9 +55,9 @@ from tests.ingest_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(240)]
 
 DB = "faults"
-READINGS = ("air_quality", "water_level", "streetlight")
 STORE_ONLY = {"PANTAU_PROCESSORS": "false"}  # required for a share group on Mosquitto
 STORED, RETAINED, DROPPED = BrokerStats.TOPICS
+WRITTEN = "pantau_readings_written_total"  # summed over its `kind` label
 
 log = logging.getLogger(__name__)
 
@@ -295,32 +298,66 @@ def test_influxdb_slow_or_failing_with_5xx(rig: Rig) -> None:
 
 
 def test_spooled_readings_survive_a_sigkill_and_are_replayed(rig: Rig) -> None:
-    """InfluxDB down, readings acked into the spool, SIGKILL, restart, InfluxDB back: exact."""
+    """InfluxDB down, readings acked into the spool, SIGKILL, restart, InfluxDB back: exact.
+
+    A recording proxy in front of InfluxDB (503 while it is down) shows that no reading ever
+    reached InfluxDB with two values, however often the spool replayed it.
+    """
+    proxy = InfluxProxy(rig.influx.url).start()
     stream = MultiStream(rig.broker.url, "spoolcity", devices=10, per_device=400, rate=250)
     port = free_port()
-    with ExitStack() as stack:
-        process = stack.enter_context(rig.collector("a", port=port))
+    try:
+        with ExitStack() as stack:
+            process = stack.enter_context(rig.collector("a", port=port, influx_url=proxy.url))
+            wait_subscribed(rig.broker.url, stream.city, [port])
+            rig.influx.stop()
+            stream.start()
+            spooled = wait_metric(port, "pantau_readings_spooled_total", 0.5 * stream.readings)
+            # The messages holding those readings (5 a message) are acknowledged, and the
+            # broker had each of them from the publisher (its PUBACK).
+            acked = wait_metric(port, "pantau_messages_acked_total", spooled / 5)
+            assert wait_for(lambda: stream.acked >= spooled / 5, 10), (stream.acked, acked)
+            assert metric(port, "pantau_readings_replayed_total") == 0
+            assert not proxy.bodies()  # nothing reached InfluxDB
+            sigkill(process)
+            port = free_port()
+            stack.enter_context(rig.collector("a", port=port, influx_url=proxy.url))
+            # The restarted collector found every acknowledged reading in its spool.
+            assert metric(port, "pantau_spool_readings") >= spooled, rig.logs()
+            rig.influx.start()
+            stream.join()
+            assert_exact(rig, stream.expected)
+            assert wait_for(lambda: metric(port, "pantau_spool_readings") == 0, 30), rig.logs()
+            assert metric(port, "pantau_readings_replayed_total") >= spooled
+            assert metric(port, "pantau_spool_full") == 0
+        assert not reading_conflicts(proxy.bodies())
+        times = collections.Counter(
+            (series, name, ts)
+            for body in proxy.bodies()
+            for series, name, ts, _ in parse_lines(body)
+            if series.split(",")[0] in KINDS
+        )
+        log.info(
+            "spool replay: %d reading fields reached InfluxDB, %d of them more than once",
+            len(times),
+            sum(1 for n in times.values() if n > 1),
+        )
+    finally:
+        proxy.close()
+
+
+def test_readings_written_counts_only_readings_in_influxdb(rig: Rig) -> None:
+    """With InfluxDB down nothing is written to it: pantau_readings_written_total stays 0."""
+    stream = MultiStream(rig.broker.url, "countcity", devices=4, per_device=100, rate=300)
+    port = free_port()
+    with rig.collector("a", port=port):
         wait_subscribed(rig.broker.url, stream.city, [port])
-        probes = metric(port, "pantau_messages_acked_total")
         rig.influx.stop()
         stream.start()
-        spooled = wait_metric(port, "pantau_readings_spooled_total", 0.5 * stream.readings)
-        # The messages holding those readings are acknowledged (5 readings a message), and the
-        # broker has every one of them from the publisher.
-        acked = wait_metric(port, "pantau_messages_acked_total", probes + spooled / 5)
-        assert stream.acked >= acked - probes
-        assert metric(port, "pantau_readings_replayed_total") == 0  # nothing reached InfluxDB
-        sigkill(process)
-        port = free_port()
-        stack.enter_context(rig.collector("a", port=port))
-        # The restarted collector found every acknowledged reading in its spool.
-        assert metric(port, "pantau_spool_readings") >= spooled, rig.logs()
-        rig.influx.start()
         stream.join()
-        assert_exact(rig, stream.expected)
-        assert wait_for(lambda: metric(port, "pantau_spool_readings") == 0, 30), rig.logs()
-        assert metric(port, "pantau_readings_replayed_total") >= spooled
-        assert metric(port, "pantau_spool_full") == 0
+        wait_metric(port, "pantau_readings_spooled_total", stream.readings)
+        assert metric(port, "pantau_readings_replayed_total") == 0
+        assert metric(port, WRITTEN) == 0, f"{metric(port, WRITTEN)} readings counted as written"
 
 
 def test_full_spool_holds_acks_and_survives_a_sigkill(rig: Rig) -> None:
@@ -348,9 +385,7 @@ def test_full_spool_holds_acks_and_survives_a_sigkill(rig: Rig) -> None:
             # Mosquitto still holds every message the collector has not acknowledged.
             backlog = len(stream.messages) - acked
             sys = stats.fresh()
-            held = (
-                sys["$SYS/broker/store/messages/count"] - sys["$SYS/broker/retained messages/count"]
-            )
+            held = sys[STORED] - sys[RETAINED]
             log.info("full spool: broker holds %d messages, %d unacknowledged", held, backlog)
             assert held >= backlog > 0, (sys, backlog)
             assert sys[DROPPED] == 0, sys
@@ -367,13 +402,6 @@ def test_full_spool_holds_acks_and_survives_a_sigkill(rig: Rig) -> None:
         stats.close()
 
 
-def written(port: int) -> float:
-    """Readings a collector made durable directly plus those it replayed from its spool."""
-    return metric(port, "pantau_readings_written_total") + metric(
-        port, "pantau_readings_replayed_total"
-    )
-
-
 def test_share_group_replicas_split_the_stream_exactly(rig: Rig) -> None:
     """Two store-only replicas in one share group: each writes a share, the sum is exact."""
     first = MultiStream(rig.broker.url, "sharecity", devices=6, per_device=300, rate=300)
@@ -388,9 +416,16 @@ def test_share_group_replicas_split_the_stream_exactly(rig: Rig) -> None:
         first.start()
         first.join()
         assert_exact(rig, first.expected)
-        shares = {name: written(port) for name, port in ports.items()}
-        assert all(share > 0 for share in shares.values()), shares
-        assert sum(shares.values()) >= first.readings, shares
+        # InfluxDB was up throughout: every reading went straight to InfluxDB, none to a spool.
+        assert all(metric(port, "pantau_readings_spooled_total") == 0 for port in ports.values())
+
+        def shares() -> dict[str, float]:
+            return {name: metric(port, WRITTEN) for name, port in ports.items()}
+
+        # Duplicates would overwrite themselves in InfluxDB; the counts show none was missed.
+        assert wait_for(lambda: sum(shares().values()) >= first.readings, 10), shares()
+        log.info("share group: %s of %d readings", shares(), first.readings)
+        assert all(share > 0 for share in shares().values()), shares()
         # One replica SIGKILLed mid-stream and restarted under its own client id.
         second.start()
         second.wait_progress(0.4)
@@ -399,7 +434,7 @@ def test_share_group_replicas_split_the_stream_exactly(rig: Rig) -> None:
         stack.enter_context(rig.collector("b", port=ports["b"], share_group="g", env=STORE_ONLY))
         second.join()
         assert_exact(rig, first.expected | second.expected)
-        assert written(ports["b"]) > 0, rig.logs()  # the restarted replica took its share
+        assert metric(ports["b"], WRITTEN) > 0, rig.logs()  # the restarted replica took its share
 
 
 def test_influxdb_slower_than_the_timeout(rig: Rig, record_property: Any) -> None:
@@ -432,28 +467,52 @@ def test_influxdb_slower_than_the_timeout(rig: Rig, record_property: Any) -> Non
         late = [w for w in proxy.writes if w.mode == "slow" and 200 <= w.status < 300]
         assert late, "no write landed while InfluxDB was slow"
         conflicts = conflicting_values(proxy.bodies())
-        readings = {k: v for k, v in conflicts.items() if k[0].split(",")[0] in READINGS}
+        readings = reading_conflicts(proxy.bodies())
         assert not readings, list(readings.items())[:5]
+        landings = {
+            body: sum(1 for w in proxy.writes if w.body == body) for body in {w.body for w in late}
+        }
         record_property("late_writes", len(late))
+        record_property("landings_per_late_body", sorted(landings.values()))
         record_property("late_bodies", len({w.body for w in late}))
         record_property("derived_conflicts", len(conflicts) - len(readings))
         log.warning(
             "slow InfluxDB: %d writes landed after the collector had timed out (%d distinct "
-            "bodies); derived points with two values: %d",
+            "bodies, which reached InfluxDB %s times in all); derived points with two values: %d",
             len(late),
-            len({w.body for w in late}),
+            len(landings),
+            sorted(landings.values()),
             len(conflicts) - len(readings),
         )
     finally:
         proxy.close()
 
 
-def test_points_influxdb_refuses_become_rejections(rig: Rig) -> None:
-    """A field type conflict in one shard: those points go to `rejected`, the rest is exact."""
-    stream = MultiStream(rig.broker.url, "conflictcity", devices=10, per_device=300, rate=300)
-    # One-hour shards; in one hour level_cm already is a string, so float writes there fail.
+@dataclass
+class Refusals:
+    """What a type-conflict run produced: points InfluxDB refused and points kept as refused."""
+
+    refused: dict[Key, float]  # the stream's points in the conflicting shard
+    recorded: dict[Key, float]  # the points the `rejected` measurement holds (from `payload`)
+    rows: list[dict[str, Any]]  # the influx_rejected rows
+    metric: float  # pantau_rejected_total{reason="influx_rejected"}
+
+
+def run_type_conflict(rig: Rig) -> Refusals:
+    """Stream into a database whose level_cm is a string in one 1-hour shard; all but it exact."""
+    # One-hour shards; in one hour level_cm already is a string, so float writes there fail
+    # ("partial write: field type conflict": InfluxDB stores the batch's other points). The
+    # hour starts in the middle of a message (5 readings, 5 minutes) of every gauge.
+    hour = (int(time.time()) - 4 * 3600) // 3600 * 3600
+    stream = MultiStream(
+        rig.broker.url,
+        "conflictcity",
+        devices=10,
+        per_device=300,
+        rate=300,
+        start_s=hour - 24 * 300 - 150,
+    )
     rig.influx_query(f'CREATE DATABASE "{DB}" WITH SHARD DURATION 1h')
-    hour = (stream.start_s // 3600 + 2) * 3600
     with InfluxClient(rig.influx.url, DB) as client:
         client.write(
             f"water_level,city=conflictcity,district=bobotsari,device_id=wl-conflict "
@@ -469,33 +528,50 @@ def test_points_influxdb_refuses_become_rejections(rig: Rig) -> None:
         wait_subscribed(rig.broker.url, stream.city, [port])
         stream.start()
         stream.join()
+        # Every point outside the conflicting shard is stored with its value; none inside it.
         kept = {k: v for k, v in stream.expected.items() if k not in refused}
         assert_exact(rig, kept, skip_devices=("wl-conflict",))
         with InfluxClient(rig.influx.url, DB) as client:
 
-            def all_rejected() -> list[dict[str, Any]]:
-                found = [r for r in rows(client, "rejected") if r["reason"] == "influx_rejected"]
-                return found if len(found) >= len(refused) else []
+            def influx_rejected() -> list[dict[str, Any]]:
+                return [r for r in rows(client, "rejected") if r["reason"] == "influx_rejected"]
 
-            wait_for(all_rejected, 30, interval=0.5)
-            rejected = [r for r in rows(client, "rejected") if r["reason"] == "influx_rejected"]
-        metrics = scrape(port)
+            wait_for(lambda: len(influx_rejected()) >= len(refused), 30, interval=0.5)
+            rejected = influx_rejected()
+        count = metric(port, 'pantau_rejected_total{reason="influx_rejected"}')
     recorded: dict[Key, float] = {}
     for row in rejected:
-        assert "field type conflict" in row["detail"], row
-        assert "level_cm" in row["detail"], row
-        assert row["kind"] == "water_level", row
         for series, name, ts, raw in parse_lines(row["payload"].encode()):
             device = dict(t.split("=", 1) for t in series.split(",")[1:])["device_id"]
             assert row["device_id"] == device, row
-            recorded[("water_level", device, ts, name)] = float(raw)
-    wrongly = {k: v for k, v in recorded.items() if k not in refused}
-    assert not wrongly, (
-        f"{len(wrongly)} points recorded as refused although InfluxDB stored them, "
-        f"e.g. {sorted(wrongly)[:3]}"
+            recorded[(series.split(",")[0], device, ts, name)] = float(raw)
+    return Refusals(refused, recorded, rejected, count)
+
+
+def test_points_influxdb_refuses_become_rejections(rig: Rig) -> None:
+    """A field type conflict in one shard: those points go to `rejected`, the rest is exact."""
+    result = run_type_conflict(rig)
+    for row in result.rows:
+        assert row["kind"] == "water_level", row
+        assert "field type conflict" in row["detail"], row
+        assert 'input field "level_cm" on measurement "water_level"' in row["detail"], row
+    missing = result.refused.keys() - result.recorded.keys()
+    assert not missing, (
+        f"{len(missing)} refused points have no rejection, e.g. {sorted(missing)[:3]}"
     )
-    assert recorded == refused, differences(recorded, refused)
-    assert metrics['pantau_rejected_total{reason="influx_rejected"}'] == len(refused), metrics
+    assert all(result.recorded[k] == v for k, v in result.refused.items())
+    assert result.metric == len(result.rows)
+
+
+def test_points_influxdb_stored_are_not_recorded_as_refused(rig: Rig) -> None:
+    """Only the points InfluxDB refused are kept as influx_rejected, and counted as such."""
+    result = run_type_conflict(rig)
+    wrongly = result.recorded.keys() - result.refused.keys()
+    assert not wrongly, (
+        f"{len(wrongly)} of {len(result.recorded)} points recorded as refused although "
+        f"InfluxDB stored them, e.g. {sorted(wrongly)[:3]}"
+    )
+    assert result.metric == len(result.refused)
 
 
 def anomaly_keys(client: InfluxClient, until_ns: int) -> list[tuple[str, str, str, int]]:
@@ -517,8 +593,16 @@ def test_crash_between_write_and_ack(rig: Rig) -> None:
     rows of both must be equal.
     """
     proxy = InfluxProxy(rig.influx.url).start()
+    per_device, crash_at = 400, 176  # the crash comes at about reading 176 of every device
+    # Spikes after 60 readings of steady history, a few readings after the crash (while a
+    # collector that lost its state would still be warming up), and later on.
     stream = MultiStream(
-        rig.broker.url, "crashcity", devices=8, per_device=400, rate=200, spikes=True
+        rig.broker.url,
+        "crashcity",
+        devices=8,
+        per_device=per_device,
+        rate=200,
+        spikes=(60, crash_at + 4, 300),
     )
     ref_port, port = free_port(), free_port()
     try:
@@ -528,7 +612,7 @@ def test_crash_between_write_and_ack(rig: Rig) -> None:
             wait_subscribed(rig.broker.url, stream.city, [ref_port, port])
             proxy.kill_pid = process.pid
             stream.start()
-            stream.wait_progress(0.45)
+            stream.wait_progress(crash_at / per_device)
             proxy.mode = "kill"
             assert proxy.killed.wait(30), rig.logs()
             process.wait(10)
@@ -538,20 +622,25 @@ def test_crash_between_write_and_ack(rig: Rig) -> None:
             assert_exact(rig, stream.expected, db="reference")
             assert_exact(rig, stream.expected)
             assert wait_for(lambda: metric(port, "pantau_unacked_messages") == 0, 30)
+            state_replayed = metric(port, "pantau_state_replayed_readings_total")
         killed = [w for w in proxy.writes if not w.answered]
         assert len(killed) == 1 and 200 <= killed[0].status < 300
         landed = {
             (series, name, ts)
             for series, name, ts, _ in parse_lines(killed[0].body)
-            if series.split(",")[0] in READINGS
+            if series.split(",")[0] in KINDS
         }
         assert landed, "the unacknowledged write held no readings"
         # The batch that landed unacknowledged came again (redelivered) with the same values.
         conflicts = conflicting_values(proxy.bodies())
-        readings = {k: v for k, v in conflicts.items() if k[0].split(",")[0] in READINGS}
+        readings = reading_conflicts(proxy.bodies())
         assert not readings, list(readings.items())[:5]
-        seen = {(s, n, t) for body in proxy.bodies() for s, n, t, _ in parse_lines(body)}
-        assert landed <= seen
+        # It was redelivered: each reading of the write that landed unacknowledged went again.
+        times: collections.Counter[tuple[str, str, int]] = collections.Counter(
+            (s, n, t) for body in proxy.bodies() for s, n, t, _ in parse_lines(body)
+        )
+        assert all(times[key] >= 2 for key in landed), sorted(k for k in landed if times[k] < 2)[:3]
+        crash_j = sorted({(t // 1_000_000_000 - stream.start_s) // 60 for _, _, t in landed})
         with (
             InfluxClient(rig.influx.url, "reference") as ref_client,
             InfluxClient(rig.influx.url, DB) as client,
@@ -562,12 +651,23 @@ def test_crash_between_write_and_ack(rig: Rig) -> None:
         spikes = {(k[1], k[3], "spike", k[2]) for k in stream.spikes}
         assert spikes <= set(reference), sorted(spikes - set(reference))[:5]
         assert len(set(faulted)) == len(faulted)
+        log.info(
+            "crash hit readings %s..%s; %d reference anomalies (%s); the restarted collector "
+            "replayed %d stored readings into its processors; derived points with two values: %d",
+            crash_j[0],
+            crash_j[-1],
+            len(reference),
+            dict(collections.Counter(k[2] for k in reference)),
+            state_replayed,
+            len(conflicts) - len(readings),
+        )
         only_ref = sorted(set(reference) - set(faulted))
         only_faulted = sorted(set(faulted) - set(reference))
         assert faulted == reference, (
             f"{len(reference)} reference anomalies, {len(faulted)} after the crash; "
             f"only in the reference: {only_ref[:10]}; only after the crash: {only_faulted[:10]}; "
-            f"the crash hit a write of {len(landed)} reading fields"
+            f"the crash hit a write of {len(landed)} reading fields, readings "
+            f"{crash_j[0]}..{crash_j[-1]} of the devices"
         )
     finally:
         proxy.close()
