@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.batch import Batch, BatchBuilder, Limits
 from ingest.derivation import Derivation, Derived
 from ingest.metrics import CollectorMetrics
+from ingest.mqtt_client import CollectorClient
 from ingest.partition import Partition
 from ingest.rejections import bounded
 from ingest.state_replay import StateCatchUp, replay_stored
@@ -28,7 +28,7 @@ from ingest.store import DurableStore
 from pantau.backoff import Backoff
 from pantau.registry import Registry
 from pantau.settings import Settings
-from pantau.tls import client_tls_context, describe_tls_error
+from pantau.tls import client_tls_context
 
 __all__ = ["Collector"]
 
@@ -47,28 +47,6 @@ _REFUSAL_LOG_S: Final = 60.0  # at most one "broker refused a publish" warning t
 # QoS 0 messages have no flow control (Receive Maximum counts QoS 1 and 2 only): beyond this
 # many messages waiting in the inbox, a QoS 0 message is dropped and counted.
 _QOS0_INBOX_MAX: Final = 50_000
-
-
-class _JitteredClient(mqtt.Client):
-    """paho's client with full-jitter reconnect delays (paho's own double without jitter)."""
-
-    backoff: Backoff
-    closing: threading.Event
-
-    def _reconnect_wait(self) -> None:
-        delay = self.backoff.next_delay()
-        log.info("reconnecting to broker", extra={"retry_in_s": round(delay, 2)})
-        self.closing.wait(delay)
-
-    def reconnect(self) -> MQTTErrorCode:
-        """Connect again; a failed TLS handshake is logged as an ERROR before the next retry."""
-        try:
-            return super().reconnect()
-        except ssl.SSLError as exc:
-            # paho swallows connect errors and retries; without this a wrong CA would look
-            # like an unreachable broker. Retrying stays right: a fixed certificate recovers.
-            log.error(describe_tls_error(exc, self.host, self.port))
-            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +128,9 @@ class Collector:
 
     # -- MQTT ------------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> CollectorClient:
         endpoint = self._settings.mqtt.endpoint()
-        client = _JitteredClient(
+        client = CollectorClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -173,6 +151,7 @@ class Collector:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish_fast = self._on_publish_fast
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         return client
@@ -292,6 +271,27 @@ class Collector:
                     message.qos,
                     self._generation,
                     bool(message.retain),
+                )
+            )
+
+    def _on_publish_fast(
+        self, topic: bytes, payload: bytes, mid: int, qos: int, retain: bool
+    ) -> None:
+        # The network thread's path for a PUBLISH without properties (mqtt_client.py); the
+        # same hand-over as _on_message. An invalid UTF-8 topic keeps its replacement
+        # characters, which no topic segment allows: it is rejected with its reason.
+        if qos == 0 and (not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX):
+            self._metrics.qos0_dropped.inc()
+            return
+        if self._taking.is_set():
+            self._inbox.append(
+                _Received(
+                    topic.decode("utf-8", errors="replace"),
+                    payload,
+                    mid,
+                    qos,
+                    self._generation,
+                    retain,
                 )
             )
 
@@ -583,12 +583,9 @@ class Collector:
 
     def _ack(self, received: list[_Received]) -> None:
         generation = self._generation
-        acked = 0
-        for message in received:
-            # A message from an earlier connection is redelivered by the broker under the same
-            # packet id; acking the stale copy could acknowledge a newer message instead.
-            if message.qos > 0 and message.generation == generation:
-                self._client.ack(message.mid, message.qos)
-                acked += 1
-        self._metrics.messages_acked.inc(acked)
+        # A message from an earlier connection is redelivered by the broker under the same
+        # packet id; acking the stale copy could acknowledge a newer message instead.
+        mids = [m.mid for m in received if m.qos == 1 and m.generation == generation]
+        self._client.ack_many(mids)
+        self._metrics.messages_acked.inc(len(mids))
         self._metrics.unacked_messages.set(len(self._inbox))

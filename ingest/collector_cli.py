@@ -20,6 +20,7 @@ from ingest.partition import Partition
 from ingest.spool import Spool
 from ingest.state_replay import StateCatchUp, replay_start
 from ingest.store import DurableStore
+from ingest.workers import plan_workers, supervise
 from pantau.influx import InfluxClient
 from pantau.logs import configure_logging
 from pantau.registry import Registry
@@ -94,13 +95,26 @@ log = logging.getLogger(__name__)
 @click.option(
     "--metrics-port", type=int, help="Serve Prometheus /metrics on this port [PANTAU_METRICS_PORT]"
 )
-def ingest(**options: Any) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    help="Run N collector processes, one partition each (ports from --metrics-port on) "
+    "[PANTAU_WORKERS], default 1",
+)
+@click.pass_context
+def ingest(ctx: click.Context, /, **options: Any) -> None:
     """Collect readings from MQTT into InfluxDB; acknowledge each message once it is stored."""
     try:
         settings = Settings.from_options(**options)
     except ValidationError as exc:
         raise click.ClickException(_settings_error(exc)) from None
     configure_logging(settings.log_level)
+    if settings.workers > 1:
+        try:
+            plans = plan_workers(settings, _given_options(ctx, options), settings.workers)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        ctx.exit(supervise(plans))
     try:
         client_tls_context(settings)  # refuse unusable TLS settings before anything starts
     except TlsConfigError as exc:
@@ -180,6 +194,20 @@ def ingest(**options: Any) -> None:
             partition=partition,
             catch_up=catch_up,
         ).run(stop)
+
+
+def _given_options(ctx: click.Context, options: dict[str, Any]) -> dict[str, str]:
+    """The options given on the command line, flag -> value ("" for a flag), but --workers."""
+    given: dict[str, str] = {}
+    for param in ctx.command.params:
+        value = options.get(param.name or "")
+        if value is None or param.name == "workers" or not isinstance(param, click.Option):
+            continue
+        if param.is_flag and param.secondary_opts:
+            given[param.opts[0] if value else param.secondary_opts[0]] = ""
+        else:
+            given[max(param.opts, key=len)] = str(value)
+    return given
 
 
 def _settings_error(exc: ValidationError) -> str:

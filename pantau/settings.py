@@ -497,6 +497,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve Prometheus `/metrics` on this port."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Collector processes on this host: `pantau ingest` then supervises N "
+        "workers, worker K taking partition K/N under the client id `{client_id}-K` (and "
+        "metrics port `metrics_port`+K-1). Needs the registry.",
+    )
 
     @model_validator(mode="before")
     @classmethod
