@@ -465,7 +465,7 @@ class Collector:
                     self._publish(derived)
                 else:  # stopping: the silences were noted but not stored
                     self._state_ahead = True
-            elif derived.messages:  # only held-back latest readings: nothing to store first
+            elif derived.live or derived.messages:  # held-back readings: nothing to store first
                 self._publish(derived)
         if now >= self._next_snapshot:
             self._next_snapshot = now + _SNAPSHOT_S
@@ -494,9 +494,10 @@ class Collector:
             self._metrics.processor_errors.inc()
             return Derived()
 
-    def _publish(self, derived: Derived) -> None:
+    def _publish(self, derived: Derived, *, live: bool = True) -> None:
+        """Hand derived messages to the broker: the live ones (if `live`), then the events."""
         dropped = 0
-        for message in derived.messages:
+        for message in (*derived.live, *derived.messages) if live else derived.messages:
             info = self._client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain
             )
@@ -525,6 +526,9 @@ class Collector:
             readings + sum(1 for r in batch.rejections if r.index >= 0)
         )
         derived = self._derive(batch)
+        # The live feed need not wait for the write: a reading shown before it is durable is
+        # redelivered and stored if the write fails. Anomalies and indicators wait for it.
+        self._publish(Derived(live=derived.live), live=True)
         body = self._encode(batch, derived.lines)
         where = self._store.persist(body, readings, stop=stop, deadline=deadline) if body else ""
         if body and not where:
@@ -544,7 +548,7 @@ class Collector:
         self._ack(self._pending)
         self._clear_retained(self._pending)
         self._pending = []
-        self._publish(derived)
+        self._publish(derived, live=False)
         return True
 
     def _clear_retained(self, received: list[_Received]) -> None:

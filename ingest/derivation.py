@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import orjson
 
 from ingest.batch import Batch, KindColumns
 from pantau.derived import (
     DISTRICT_DEVICE,
     AnomalyEvent,
     IndicatorEvent,
-    ReadingSummary,
     derived_topic,
     readings_topic,
 )
@@ -67,17 +67,23 @@ class DerivedMessage:
 
 @dataclass
 class Derived:
-    """What one batch adds: line protocol, MQTT messages and counts."""
+    """What one batch adds: line protocol, MQTT messages and counts.
+
+    `live` holds the newest readings (the live feed): sent as soon as the batch is processed.
+    `messages` holds anomalies and indicators: sent only once the batch is durable.
+    """
 
     lines: list[str] = field(default_factory=list)
     messages: list[DerivedMessage] = field(default_factory=list)
     anomalies: int = 0
+    live: list[DerivedMessage] = field(default_factory=list)
 
     def extend(self, other: Derived) -> None:
         """Append another batch's derived data."""
         self.lines += other.lines
         self.messages += other.messages
         self.anomalies += other.anomalies
+        self.live += other.live
 
 
 class Derivation:
@@ -92,7 +98,8 @@ class Derivation:
         self._district_city: dict[str, str] = {}  # for district-level indicators
         self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
         self._summary_sent: dict[tuple[str, str, str], float] = {}
-        self._held_back: dict[tuple[str, str, str], DerivedMessage] = {}
+        # Retained latest readings waiting for the sweep: key -> (topic, summary)
+        self._held_back: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._episodes: dict[tuple[str, int, int, str], float] = {}  # -> last flagged time
         self.layout = ""  # the partition layout the state was built under (see save())
         if registry is not None:
@@ -136,7 +143,10 @@ class Derivation:
         for kind, bank in self.banks.items():
             if silence:
                 derived.extend(self._anomalies(kind, bank, [bank.sweep(now)]))
-        derived.messages += self._held_back.values()
+        derived.live += [
+            _retained_reading(topic, summary, key[0])
+            for key, (topic, summary) in self._held_back.items()
+        ]
         for key in self._held_back:
             self._summary_sent[key] = time.monotonic()
         self._held_back.clear()
@@ -191,7 +201,7 @@ class Derivation:
                 derived.messages.append(
                     DerivedMessage(
                         derived_topic(city, district, kind, device, "anomaly"),
-                        json.dumps(event.as_json()).encode(),
+                        orjson.dumps(event.as_json()),
                         retain=False,
                     )
                 )
@@ -253,7 +263,7 @@ class Derivation:
         derived.messages.append(
             DerivedMessage(
                 derived_topic(city, district, kind, device, "indicator"),
-                json.dumps(event.as_json()).encode(),
+                orjson.dumps(event.as_json()),
                 retain=True,
             )
         )
@@ -263,47 +273,58 @@ class Derivation:
 
         The live feed gets one `…/_all/{kind}/_all/readings` message per city and batch, so the
         message rate follows batches, not devices. A fresh API replica learns each device's
-        latest reading from the retained `…/{device}/reading`, re-sent at most once a minute.
+        latest reading from the retained `…/{device}/reading`, re-sent at most every 10 s (a
+        held-back one is encoded only when the sweep sends it).
         """
         derived = Derived()
         ids = columns.device_ids
         order = np.lexsort((columns.ts_ns, ids))
         sorted_ids = ids[order]
         last = np.flatnonzero(np.append(sorted_ids[1:] != sorted_ids[:-1], True))
-        counts = np.diff(np.append(-1, last))
+        counts = np.diff(np.append(-1, last)).tolist()
         rows = order[last]
         names = columns.spec.field_names
+        # Whole columns to Python lists at once; the loop below only assembles dicts.
+        present = columns.present[rows]
+        values = columns.values[rows].tolist()
+        ts = (columns.ts_ns[rows] / 1e9).tolist()
+        devices = ids[rows].tolist()
+        cities = columns.cities[rows].tolist()
+        districts = columns.districts[rows].tolist()
+        if present.all():
+            fields = [dict(zip(names, v, strict=True)) for v in values]
+        else:
+            mask = present.tolist()
+            fields = [
+                {n: x for n, x, p in zip(names, v, m, strict=True) if p}
+                for v, m in zip(values, mask, strict=True)
+            ]
         now = time.monotonic()
         per_city: dict[str, list[dict[str, Any]]] = {}
-        for row, count in zip(rows.tolist(), counts.tolist(), strict=True):
-            values = {
-                names[j]: float(columns.values[row, j])
-                for j in np.flatnonzero(columns.present[row]).tolist()
+        sent, held = self._summary_sent, self._held_back
+        for i, device in enumerate(devices):
+            city, district = cities[i], districts[i]
+            summary = {
+                "ts": ts[i],
+                "device_id": device,
+                "district": district,
+                "readings": counts[i],
+                "values": fields[i],
             }
-            device = str(ids[row])
-            city, district = str(columns.cities[row]), str(columns.districts[row])
-            summary = ReadingSummary(
-                int(columns.ts_ns[row]) / 1e9, device, district, count, values
-            ).as_json()
             per_city.setdefault(city, []).append(summary)
             key = (kind, district, device)
-            retained = DerivedMessage(
-                derived_topic(city, district, kind, device, "reading"),
-                json.dumps({**summary, "kind": kind}).encode(),
-                retain=True,
-                qos=0,  # the newest reading only: a later one replaces a lost one
-            )
-            if now - self._summary_sent.get(key, -math.inf) >= SUMMARY_RETAIN_EVERY_S:
-                self._summary_sent[key] = now
-                self._held_back.pop(key, None)
-                derived.messages.append(retained)
+            topic = derived_topic(city, district, kind, device, "reading")
+            if now - sent.get(key, -math.inf) >= SUMMARY_RETAIN_EVERY_S:
+                sent[key] = now
+                held.pop(key, None)
+                derived.live.append(_retained_reading(topic, summary, kind))
             else:
-                self._held_back[key] = retained  # sent by the next sweep (every 10 s)
+                held[key] = (topic, summary)  # sent by the next sweep (every 10 s)
         for city, summaries in per_city.items():
-            derived.messages.append(
+            derived.live.append(
                 DerivedMessage(
                     readings_topic(city, kind),
-                    json.dumps({"kind": kind, "readings": summaries}).encode(),
+                    orjson.dumps({"kind": kind, "readings": summaries}),
                     retain=False,
                     qos=0,
                 )
@@ -353,3 +374,8 @@ class Derivation:
                 self._episodes[(str(kind), int(row), int(column), str(detector))] = float(last)
         self.layout = str(arrays["layout"][0]) if "layout" in arrays else ""
         return True
+
+
+def _retained_reading(topic: str, summary: dict[str, Any], kind: str) -> DerivedMessage:
+    """A device's retained latest reading (QoS 0: a later one replaces a lost one)."""
+    return DerivedMessage(topic, orjson.dumps({**summary, "kind": kind}), retain=True, qos=0)
