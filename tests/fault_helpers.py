@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -337,13 +337,15 @@ class BrokerStats:
             if message.topic == self.TOPICS[0] and not message.retain:
                 self.updates += 1
 
-    def fresh(self, timeout: float = 25) -> dict[str, int]:
-        """The values of the next periodic update."""
-        seen = self.updates
-        assert wait_for(lambda: self.updates > seen, timeout, interval=0.1), "no $SYS update"
-        time.sleep(0.2)  # the other counters of the same update
+    def latest(self) -> dict[str, int]:
+        """The newest value of each counter (Mosquitto republishes one only when it changed)."""
         with self._lock:
             return dict(self.values)
+
+    def until(self, ready: Callable[[dict[str, int]], bool], timeout: float = 60) -> dict[str, int]:
+        """The newest values once `ready` holds for them (a few sys_intervals at most)."""
+        assert wait_for(lambda: ready(self.latest()), timeout, interval=0.2), self.latest()
+        return self.latest()
 
     def close(self) -> None:
         """Disconnect."""
