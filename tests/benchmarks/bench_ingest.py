@@ -191,6 +191,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=50, help="readings per gateway message")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder: run the collector under py-spy (pip install py-spy), collapsed stacks there",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pantau-bench-") as tmp:
         root = Path(tmp)
@@ -263,6 +268,10 @@ def main() -> None:
                     "--metrics-port",
                     str(metrics_port),
                 ]
+                if args.profile is not None:  # figures of a profiled run are not comparable
+                    spy = str(Path(sys.executable).with_name("py-spy"))
+                    out = args.profile / f"ingest-{label}.txt"
+                    collector = [spy, "record", "--format", "raw", "-o", str(out), "--", *collector]
                 results.append(
                     run_consumer(
                         f"pantau ingest ({label})",
