@@ -323,7 +323,7 @@ class Collector:
         """Collect until `stop` is set, then drain: stop taking, flush, acknowledge, disconnect."""
         endpoint = self._settings.mqtt.endpoint()
         self._store.replay(budget_s=0.0, force_probe=True)  # learn InfluxDB's state at once
-        owed = self._catch_up_state(stop)
+        self._catch_up_state(stop)
         self._client.connect_async(
             endpoint.host,
             endpoint.port,
@@ -332,7 +332,6 @@ class Collector:
             properties=self._connect_properties(),
         )
         self._client.loop_start()
-        self._publish(owed)  # paho queues these QoS 1 messages until the session is up
         try:
             while not stop.is_set():
                 self._take()
@@ -348,17 +347,17 @@ class Collector:
         finally:
             self._drain()
 
-    def _catch_up_state(self, stop: threading.Event) -> Derived:
+    def _catch_up_state(self, stop: threading.Event) -> None:
         """Replay stored readings newer than the processors' state, before any live batch.
 
         The spool is drained first where InfluxDB allows (its readings are part of the durable
-        stream). The anomalies and indicators found on the way are stored again (the same
-        points) and their QoS 1 messages returned for publishing once connected.
+        stream). What the replay derives is not stored or published again: every stored reading
+        went into InfluxDB (or the spool) in the same write as its anomalies and indicators.
+        Re-reporting them would also cut anomaly episodes at the replay's start.
         """
-        owed = Derived()
         catch_up = self._catch_up
         if catch_up is None or self._derivation is None:
-            return owed
+            return
         drain_until = time.monotonic() + catch_up.spool_budget_s
         while self._store.spool and time.monotonic() < drain_until and not stop.is_set():
             if not self._store.replay(budget_s=1.0, force_probe=True):
@@ -367,15 +366,6 @@ class Collector:
             log.warning(
                 "spooled readings are not yet in InfluxDB; the processors start without them"
             )
-
-        def store(derived: Derived) -> None:
-            if derived.lines and not self._store.persist(
-                "\n".join(derived.lines).encode(), 0, stop=stop
-            ):
-                self._state_ahead = True
-            owed.messages += [m for m in derived.messages if m.qos > 0]
-            owed.anomalies += derived.anomalies
-
         try:
             fed = replay_stored(
                 self._derivation,
@@ -383,7 +373,7 @@ class Collector:
                 since=catch_up.since,
                 until=time.time() + self._settings.clock_skew_s,
                 owns=catch_up.owns,
-                on_derived=store,
+                on_derived=lambda derived: None,
             )
         except Exception as exc:  # InfluxDB away or answering nonsense: go on without
             log.warning(
@@ -391,9 +381,8 @@ class Collector:
                 "their snapshot",
                 extra={"error": bounded(str(exc))},
             )
-            return owed
+            return
         self._metrics.state_replayed.inc(fed)
-        return owed
 
     def _take(self) -> None:
         inbox, pending, builder = self._inbox, self._pending, self._builder

@@ -4,8 +4,8 @@ The processors' snapshot is saved only while their state equals the durable stre
 most every minute; a crash loses the batches after it, and a device that moves to this
 collector (a new partition layout) arrives with no state at all. Replaying the stored readings
 newer than the state, oldest first, makes the state what an uninterrupted collector would
-have. Anomaly and indicator points come out at the readings' times, so writing them again
-changes nothing that was already stored.
+have. The caller decides what to do with what the replay derives (the collector drops it: it
+was stored with the readings).
 """
 
 from __future__ import annotations
