@@ -256,30 +256,20 @@ class Collector:
             log.warning("broker connection lost; reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Runs on the network thread: only hand the message over. Once draining, messages are
-        # left unacknowledged; the broker keeps them in the session for the next start.
-        # QoS 0 messages have neither redelivery nor flow control: dropped ones are counted.
-        if message.qos == 0 and (not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX):
-            self._metrics.qos0_dropped.inc()
-            return
-        if self._taking.is_set():
-            self._inbox.append(
-                _Received(
-                    message.topic,
-                    bytes(message.payload),
-                    message.mid,
-                    message.qos,
-                    self._generation,
-                    bool(message.retain),
-                )
-            )
+        # paho's own path: a PUBLISH with properties (mqtt_client.py takes the others).
+        topic = message._topic  # bytes; .topic raises on invalid UTF-8
+        self._on_publish_fast(
+            topic, bytes(message.payload), message.mid, message.qos, bool(message.retain)
+        )
 
     def _on_publish_fast(
         self, topic: bytes, payload: bytes, mid: int, qos: int, retain: bool
     ) -> None:
-        # The network thread's path for a PUBLISH without properties (mqtt_client.py); the
-        # same hand-over as _on_message. An invalid UTF-8 topic keeps its replacement
-        # characters, which no topic segment allows: it is rejected with its reason.
+        # Runs on the network thread: only hand the message over. Once draining, messages are
+        # left unacknowledged; the broker keeps them in the session for the next start.
+        # QoS 0 messages have neither redelivery nor flow control: dropped ones are counted.
+        # An invalid UTF-8 topic keeps its replacement characters, which no topic segment
+        # allows: it is rejected with its reason.
         if qos == 0 and (not self._taking.is_set() or len(self._inbox) >= _QOS0_INBOX_MAX):
             self._metrics.qos0_dropped.inc()
             return
@@ -373,7 +363,6 @@ class Collector:
                 since=catch_up.since,
                 until=time.time() + self._settings.clock_skew_s,
                 owns=catch_up.owns,
-                on_derived=lambda derived: None,
             )
         except Exception as exc:  # InfluxDB away or answering nonsense: go on without
             log.warning(

@@ -4,8 +4,7 @@ The processors' snapshot is saved only while their state equals the durable stre
 most every minute; a crash loses the batches after it, and a device that moves to this
 collector (a new partition layout) arrives with no state at all. Replaying the stored readings
 newer than the state, oldest first, makes the state what an uninterrupted collector would
-have. The caller decides what to do with what the replay derives (the collector drops it: it
-was stored with the readings).
+have. What the processors derive on the way is dropped: it was stored with the readings.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 
 from ingest.batch import Batch, KindColumns
-from ingest.derivation import Derivation, Derived
+from ingest.derivation import Derivation
 from pantau.influx import InfluxClient, quote_identifier
 from pantau.lineprotocol import series_key
 from processors.catalog import CATALOG, KindSpec
@@ -67,7 +66,6 @@ def replay_stored(
     since: float,
     until: float,
     owns: Callable[[str], bool],
-    on_derived: Callable[[Derived], None],
 ) -> int:
     """Feed the stored readings in (since, until] of the districts `owns` accepts; count them.
 
@@ -80,9 +78,8 @@ def replay_stored(
         stop = min(start + _WINDOW_S, until)
         for kind, spec in CATALOG.items():
             for columns in _stored_columns(influx, spec, start, stop, owns):
-                derived = derivation.process(Batch({kind: columns}, [], 0))
+                derivation.process(Batch({kind: columns}, [], 0))
                 fed += len(columns)
-                on_derived(derived)
         start = stop
     log.info(
         "processor state replayed from InfluxDB",
