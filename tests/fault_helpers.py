@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pantau.influx import InfluxClient
 from pantau.settings import mqtt_endpoint
 from processors.catalog import CATALOG
-from tests.ingest_helpers import rows, scrape, wait_for
+from tests.ingest_helpers import PacedPublisher, rows, scrape, wait_for
 
 KINDS: Final = ("air_quality", "water_level", "streetlight")
 # The fields the stream publishes per kind (names, units and ranges from processors/catalog.py).
@@ -56,7 +56,7 @@ def _within(kind: str, name: str, value: float) -> float:
     return value
 
 
-class MultiStream:
+class MultiStream(PacedPublisher):
     """A known stream of air_quality, water_level and streetlight readings from a thread.
 
     Topics are `city/{city}/{district}/{kind}/{device}`; each message is a gateway batch of
@@ -85,9 +85,8 @@ class MultiStream:
         start_s: int | None = None,
         seed: int = 20261128,
     ) -> None:
-        self.mqtt_url = mqtt_url
+        super().__init__(mqtt_url, rate)
         self.city = city
-        self.rate = rate
         rng = random.Random(seed)
         if start_s is None:
             start_s = int(time.time()) - per_device * interval_s - 3600
@@ -120,80 +119,8 @@ class MultiStream:
                     ]
                 )
         # Round robin over devices: every device advances together, in order per device.
-        self.messages: list[tuple[str, bytes]] = [
-            message for group in zip(*chunks, strict=True) for message in group
-        ]
+        self.messages = [message for group in zip(*chunks, strict=True) for message in group]
         self.readings = len(KINDS) * devices * per_device
-        self.published = 0  # handed to the client
-        self.acked = 0  # acknowledged by the broker (PUBACK)
-        self._thread = threading.Thread(target=self._run, name="multistream", daemon=True)
-        self._done = threading.Event()
-        self.error: BaseException | None = None
-
-    def start(self) -> MultiStream:
-        """Begin publishing in the background."""
-        self._thread.start()
-        return self
-
-    def progress(self) -> float:
-        """Share of messages handed to the client so far."""
-        return self.published / len(self.messages)
-
-    def wait_progress(self, share: float, timeout: float = 60) -> None:
-        """Block until `share` of the stream is published."""
-        assert wait_for(lambda: self.progress() >= share, timeout, interval=0.02), self.progress()
-
-    def join(self, timeout: float = 120) -> None:
-        """Wait until the broker has acknowledged every message."""
-        assert self._done.wait(timeout), f"stream stuck at {self.progress():.0%}"
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        endpoint = mqtt_endpoint(self.mqtt_url)
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"multistream-{uuid.uuid4().hex[:10]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.max_inflight_messages_set(100)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(0.2, 1)
-        try:
-            client.connect(endpoint.host, endpoint.port, clean_start=False)
-            client.loop_start()
-            infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
-            began = time.monotonic()
-
-            def settle() -> None:
-                while infos and infos[0].is_published():
-                    infos.popleft()
-                    self.acked += 1
-
-            for n, (topic, payload) in enumerate(self.messages):
-                delay = began + n / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                settle()
-                while len(infos) >= 20_000:  # packet ids wrap at 65,535
-                    time.sleep(0.01)
-                    settle()
-                info = client.publish(topic, payload, qos=1)
-                if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                    info.rc = mqtt.MQTT_ERR_SUCCESS  # paho sends it after the reconnect
-                infos.append(info)
-                self.published = n + 1
-            deadline = time.monotonic() + 60
-            while infos and time.monotonic() < deadline:
-                settle()
-                time.sleep(0.02)
-            assert not infos, f"{len(infos)} publishes never acknowledged by the broker"
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
-        finally:
-            client.disconnect()
-            client.loop_stop()
-            self._done.set()
 
 
 def _reading(kind: str, d: int, j: int, rng: random.Random, *, spike: bool) -> dict[str, float]:

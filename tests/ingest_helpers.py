@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -169,45 +169,24 @@ def rows(influx: InfluxClient, measurement: str) -> list[dict[str, Any]]:
     return out
 
 
-class Stream:
-    """A known stream of air-quality readings, published at a fixed rate from a thread.
+class PacedPublisher:
+    """Known messages published at a fixed rate from a thread, QoS 1, riding out broker restarts.
 
-    The publisher keeps a persistent MQTT v5 session and paho's own queue, so it rides out
-    broker restarts like a real gateway. `expected` holds every point it publishes.
+    The publisher keeps a persistent MQTT v5 session and paho's own queue, like a real gateway.
+    Subclasses fill `messages` (and what they expect stored) before `start()`.
     """
 
-    def __init__(
-        self,
-        mqtt_url: str,
-        city: str,
-        *,
-        readings: int = 50_000,
-        per_message: int = 5,
-        rate: float = 1000.0,
-        devices: int = 100,
-    ) -> None:
+    def __init__(self, mqtt_url: str, rate: float) -> None:
         self.mqtt_url = mqtt_url
         self.rate = rate
-        start = time.time() - 6 * 3600
         self.messages: list[tuple[str, bytes]] = []
-        self.expected: dict[tuple[str, int], float] = {}
-        for first in range(0, readings, per_message):
-            device = (first // per_message) % devices
-            device_id = f"aq-{device:04d}"
-            topic = f"city/{city}/d{device % 18:02d}/air_quality/{device_id}"
-            batch = []
-            for i in range(first, min(first + per_message, readings)):
-                ts = round(start + i * 0.25, 3)
-                value = round((i * 7919) % 5000 / 10.0, 1)
-                batch.append({"ts": ts, "pm25": value})
-                self.expected[(device_id, round(ts * 1e6) * 1000)] = value
-            self.messages.append((topic, json.dumps(batch).encode()))
-        self.published = 0
+        self.published = 0  # handed to the client
+        self.acked = 0  # acknowledged by the broker (PUBACK)
         self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
         self._done = threading.Event()
         self.error: BaseException | None = None
 
-    def start(self) -> Stream:
+    def start(self) -> Self:
         """Begin publishing in the background."""
         self._thread.start()
         return self
@@ -218,7 +197,7 @@ class Stream:
 
     def wait_progress(self, share: float, timeout: float = 60) -> None:
         """Block until `share` of the stream is published."""
-        assert wait_for(lambda: self.progress() >= share, timeout, interval=0.05)
+        assert wait_for(lambda: self.progress() >= share, timeout, interval=0.02), self.progress()
 
     def join(self, timeout: float = 180) -> None:
         """Wait until the broker has acknowledged every message."""
@@ -241,15 +220,20 @@ class Stream:
             client.loop_start()
             infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
             began = time.monotonic()
+
+            def settle() -> None:
+                while infos and infos[0].is_published():
+                    infos.popleft()
+                    self.acked += 1
+
             for n, (topic, payload) in enumerate(self.messages):
                 delay = began + n / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                settle()
                 while len(infos) >= 20_000:  # packet ids wrap at 65,535
-                    if infos[0].is_published():
-                        infos.popleft()
-                    else:
-                        time.sleep(0.01)
+                    time.sleep(0.01)
+                    settle()
                 info = client.publish(topic, payload, qos=1)
                 if info.rc == mqtt.MQTT_ERR_NO_CONN:
                     # Broker away: paho keeps a QoS 1 message queued and sends it after the
@@ -259,10 +243,8 @@ class Stream:
                 self.published = n + 1
             deadline = time.monotonic() + 120
             while infos and time.monotonic() < deadline:
-                if infos[0].is_published():
-                    infos.popleft()
-                else:
-                    time.sleep(0.02)
+                settle()
+                time.sleep(0.02)
             assert not infos, f"{len(infos)} publishes never acknowledged by the broker"
         except BaseException as exc:  # surfaced by join()
             self.error = exc
@@ -270,6 +252,35 @@ class Stream:
             client.disconnect()
             client.loop_stop()
             self._done.set()
+
+
+class Stream(PacedPublisher):
+    """A known stream of air-quality readings; `expected` holds every point it publishes."""
+
+    def __init__(
+        self,
+        mqtt_url: str,
+        city: str,
+        *,
+        readings: int = 50_000,
+        per_message: int = 5,
+        rate: float = 1000.0,
+        devices: int = 100,
+    ) -> None:
+        super().__init__(mqtt_url, rate)
+        start = time.time() - 6 * 3600
+        self.expected: dict[tuple[str, int], float] = {}
+        for first in range(0, readings, per_message):
+            device = (first // per_message) % devices
+            device_id = f"aq-{device:04d}"
+            topic = f"city/{city}/d{device % 18:02d}/air_quality/{device_id}"
+            batch = []
+            for i in range(first, min(first + per_message, readings)):
+                ts = round(start + i * 0.25, 3)
+                value = round((i * 7919) % 5000 / 10.0, 1)
+                batch.append({"ts": ts, "pm25": value})
+                self.expected[(device_id, round(ts * 1e6) * 1000)] = value
+            self.messages.append((topic, json.dumps(batch).encode()))
 
 
 def stored_points(influx: InfluxClient) -> dict[tuple[str, int], float]:
