@@ -15,7 +15,8 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,32 @@ def _database(influx: Any) -> Iterator[str]:
         influx_admin(influx, f'DROP DATABASE "{db}"')
 
 
+@dataclass
+class _Runner:
+    """Collectors of one city's stream, each with its own identity, log and spool folder."""
+
+    broker: Any
+    influx: Any
+    city: str
+    registry: Path
+    folder: Path
+
+    def __call__(
+        self, db: str, name: str, partition: str | None = None
+    ) -> AbstractContextManager[Any]:
+        return running_collector(
+            self.broker.url,
+            self.influx.url,
+            db,
+            topic=f"city/{self.city}/+/+/+",
+            registry=self.registry,
+            client_id=name,
+            log_path=self.folder / f"{name}.log",
+            spool_dir=self.folder / f"spool-{name}",
+            extra_args=["--partition", partition] if partition else [],
+        )
+
+
 def _stored(client: InfluxClient) -> int:
     return sum(
         count(client, kind, field)
@@ -162,25 +189,10 @@ def test_partitions_give_the_anomalies_and_indicators_of_one_collector(
             stack.enter_context(_database(influx)),
         )
 
-        def collector(db: str, name: str, partition: str | None) -> None:
-            extra = ["--partition", partition] if partition else []
-            stack.enter_context(
-                running_collector(
-                    broker.url,
-                    influx.url,
-                    db,
-                    topic=f"city/{city}/+/+/+",
-                    registry=registry,
-                    client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-                    log_path=tmp_path / f"{name}.log",
-                    spool_dir=tmp_path / f"spool-{name}",
-                    extra_args=extra,
-                )
-            )
-
-        collector(single, "single", None)
-        collector(parted, "part-1", "1/2")
-        collector(parted, "part-2", "2/2")
+        run = _Runner(broker, influx, city, registry, tmp_path)
+        stack.enter_context(run(single, f"single-{uuid.uuid4().hex[:6]}"))
+        stack.enter_context(run(parted, f"part-1-{uuid.uuid4().hex[:6]}", "1/2"))
+        stack.enter_context(run(parted, f"part-2-{uuid.uuid4().hex[:6]}", "2/2"))
         with publisher(broker.url) as pub:
             publish_all(pub, messages, timeout=120)
         with InfluxClient(influx.url, single) as a, InfluxClient(influx.url, parted) as b:
@@ -273,18 +285,7 @@ def test_state_is_rebuilt_from_influxdb_after_a_crash(
             stack.enter_context(_database(influx)),
         )
 
-        def collector(db: str, name: str) -> Any:
-            return running_collector(
-                broker.url,
-                influx.url,
-                db,
-                topic=f"city/{city}/+/+/+",
-                registry=registry,
-                client_id=name,
-                log_path=tmp_path / f"{name}.log",
-                spool_dir=tmp_path / f"spool-{name}",
-            )
-
+        collector = _Runner(broker, influx, city, registry, tmp_path)
         stack.enter_context(collector(ref, "reference"))
         victim = stack.enter_context(collector(crashed, "victim"))
         with publisher(broker.url) as pub, InfluxClient(influx.url, crashed) as b:
@@ -320,19 +321,7 @@ def test_scaling_out_mid_stream_rebuilds_the_state_of_devices_that_move(
     with ExitStack() as stack:
         ref, grown = stack.enter_context(_database(influx)), stack.enter_context(_database(influx))
 
-        def collector(db: str, name: str, partition: str | None = None) -> Any:
-            return running_collector(
-                broker.url,
-                influx.url,
-                db,
-                topic=f"city/{city}/+/+/+",
-                registry=registry,
-                client_id=name,
-                log_path=tmp_path / f"{name}.log",
-                spool_dir=tmp_path / f"spool-{name}",
-                extra_args=["--partition", partition] if partition else [],
-            )
-
+        collector = _Runner(broker, influx, city, registry, tmp_path)
         stack.enter_context(collector(ref, "reference"))
         with publisher(broker.url) as pub, InfluxClient(influx.url, grown) as b:
             with collector(grown, "first"):  # stopped cleanly: its snapshot is saved
