@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ from ingest.partition import Partition
 from ingest.rejections import bounded
 from ingest.state_replay import StateCatchUp, replay_stored
 from ingest.store import DurableStore
+from ingest.write_behind import WriteBehind
 from pantau.backoff import Backoff
 from pantau.registry import Registry
 from pantau.settings import Settings
@@ -86,6 +88,9 @@ class Collector:
         # state is ahead of what is stored, so it is never saved (the last snapshot, plus the
         # stored readings replayed at the next start, is the truth).
         self._state_ahead = False
+        self._write_failed = False  # a batch that could not be made durable (while stopping)
+        self._writer: WriteBehind | None = None  # runs the writes; started by run()
+        self._replayed = 0  # spool records the last replay moved to InfluxDB
         self._derivation = derivation
         self._snapshot_path = snapshot_path
         self._next_sweep = time.monotonic() + _SWEEP_S
@@ -322,6 +327,9 @@ class Collector:
             properties=self._connect_properties(),
         )
         self._client.loop_start()
+        # The writes run behind the batch loop: while one batch goes to InfluxDB, the next is
+        # decoded and processed. Every store operation runs on this one thread, in order.
+        writer = self._writer = WriteBehind("pantau-writer")
         try:
             while not stop.is_set():
                 self._take()
@@ -329,13 +337,18 @@ class Collector:
                 if self._batch_due():
                     self._flush(stop=stop, deadline=None)
                     worked = True
-                if self._store.spool and self._store.replay():
-                    worked = True  # the spool drains between batches, oldest first
+                if self._store.spool and writer.idle:
+                    # The spool drains between batches, oldest first.
+                    worked = self._replayed > 0
+                    writer.submit(self._replay_spool)
                 self._housekeeping(stop)
                 if not worked and not self._inbox:
                     stop.wait(_IDLE_WAIT_S)
         finally:
             self._drain()
+
+    def _replay_spool(self) -> None:
+        self._replayed = self._store.replay()
 
     def _catch_up_state(self, stop: threading.Event) -> None:
         """Replay stored readings newer than the processors' state, before any live batch.
@@ -410,19 +423,23 @@ class Collector:
         deadline = time.monotonic() + self._settings.shutdown_timeout_s
         log.info("draining", extra={"pending": len(self._pending) + len(self._inbox)})
         try:
-            while self._pending or self._inbox:
+            while (self._pending or self._inbox) and not self._write_failed:
                 self._take()
-                if not self._flush(stop=None, deadline=deadline):
-                    log.warning(
-                        "shutdown deadline reached; unacknowledged messages stay with the broker",
-                        extra={"unacked": len(self._pending) + len(self._inbox)},
-                    )
-                    break
+                self._flush(stop=None, deadline=deadline)
+            if self._writer is not None:
+                self._writer.join()
+            if self._write_failed:
+                log.warning(
+                    "shutdown deadline reached; unacknowledged messages stay with the broker",
+                    extra={"unacked": len(self._pending) + len(self._inbox)},
+                )
         finally:
             lost = sum(1 for m in self._inbox if m.qos == 0)
             if lost:
                 self._metrics.qos0_dropped.inc(lost)
             self._save_snapshot()
+            if self._writer is not None:
+                self._writer.close()
             self._closing.set()
             self._client.disconnect()
             self._client.loop_stop()
@@ -438,19 +455,38 @@ class Collector:
             # A total outage (no readings at all) is still swept: every device then is silent.
             derived = self._derivation.sweep(time.time(), silence=not catching_up)
             if derived.lines:
-                body = "\n".join(derived.lines).encode()
-                if self._store.persist(body, 0, stop=stop):
-                    self._publish(derived)
-                else:  # stopping: the silences were noted but not stored
-                    self._state_ahead = True
+                self._submit(partial(self._write_sweep, derived, stop))
             elif derived.live or derived.messages:  # held-back readings: nothing to store first
                 self._publish(derived)
         if now >= self._next_snapshot:
             self._next_snapshot = now + _SNAPSHOT_S
             self._save_snapshot()
 
+    def _write_sweep(self, derived: Derived, stop: threading.Event) -> None:
+        body = "\n".join(derived.lines).encode()
+        if self._store.persist(body, 0, stop=stop):
+            self._publish(derived)
+        else:  # stopping: the silences were noted but not stored
+            self._state_ahead = True
+
+    def _submit(self, job: partial[None]) -> None:
+        """Run a store operation on the writer (inline when the batch loop is not running)."""
+        if self._writer is None:
+            job()
+        else:
+            self._writer.submit(job)
+
     def _save_snapshot(self) -> None:
-        if self._derivation is None or self._snapshot_path is None or self._state_ahead:
+        if self._derivation is None or self._snapshot_path is None:
+            return
+        # Only state that matches what is durable is saved: the writes of every batch the
+        # processors have seen must be done first.
+        if self._writer is not None:
+            try:
+                self._writer.join()
+            except RuntimeError:  # a write raised: the batch loop stops with it
+                self._state_ahead = True
+        if self._state_ahead:
             return
         try:
             self._derivation.save(self._snapshot_path)
@@ -496,8 +532,8 @@ class Collector:
                 )
         self._metrics.anomalies.inc(derived.anomalies)
 
-    def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> bool:
-        """Make the current batch durable and acknowledge it; False if that was not possible."""
+    def _flush(self, *, stop: threading.Event | None, deadline: float | None) -> None:
+        """Process the current batch and hand it to the writer, which makes it durable and acks."""
         batch = self._builder.build()
         readings = batch.readings
         self._metrics.readings_received.inc(
@@ -508,14 +544,29 @@ class Collector:
         # redelivered and stored if the write fails. Anomalies and indicators wait for it.
         self._publish(Derived(live=derived.live), live=True)
         body = self._encode(batch, derived.lines)
-        where = self._store.persist(body, readings, stop=stop, deadline=deadline) if body else ""
+        received, self._pending = self._pending, []
+        self._submit(partial(self._write, batch, body, received, derived, stop, deadline))
+
+    def _write(
+        self,
+        batch: Batch,
+        body: bytes,
+        received: list[_Received],
+        derived: Derived,
+        stop: threading.Event | None,
+        deadline: float | None,
+    ) -> None:
+        """Make one batch durable, then acknowledge its messages and publish its events."""
+        where = (
+            self._store.persist(body, batch.readings, stop=stop, deadline=deadline) if body else ""
+        )
         if body and not where:
             # Not durable: hold the acks back. The broker delivers these messages again after
             # the session resumes (the process is stopping when this happens). The processors
             # have seen the batch: their state must not be saved from here on.
-            self._pending = []
             self._state_ahead = self._derivation is not None
-            return False
+            self._write_failed = True
+            return
         for kind, columns in batch.columns.items():
             if where == "influx":  # spooled readings count when replayed
                 self._metrics.readings_written.labels(kind).inc(len(columns))
@@ -523,11 +574,9 @@ class Collector:
                 self._metrics.lag_seconds.set(time.time() - float(columns.ts_ns.max()) / 1e9)
         for rejection in batch.rejections:
             self._metrics.rejected.labels(rejection.reason.value).inc()
-        self._ack(self._pending)
-        self._clear_retained(self._pending)
-        self._pending = []
+        self._ack(received)
+        self._clear_retained(received)
         self._publish(derived, live=False)
-        return True
 
     def _clear_retained(self, received: list[_Received]) -> None:
         """Delete the retained copies of readings that are now durable (stored or rejected).

@@ -52,6 +52,7 @@ class DurableStore:
         self._probe = Backoff(0.5, _PROBE_MAX_S, jitter=False)
         self._spool_full = False
         self._next_rejection_ns = 0
+        self._rejection_clock = threading.RLock()
         self._update_spool_metrics()
 
     @property
@@ -66,16 +67,20 @@ class DurableStore:
 
     def next_rejection_ns(self) -> int:
         """A receive-time timestamp no earlier than any this collector handed out before."""
-        first = max(time.time_ns(), self._next_rejection_ns)
-        self._next_rejection_ns = first
-        return first
+        with self._rejection_clock:
+            first = max(time.time_ns(), self._next_rejection_ns)
+            self._next_rejection_ns = first
+            return first
 
     def encode_rejections(self, rejections: list[Rejection]) -> str:
         """Line protocol for rejections, with timestamps distinct within this collector."""
-        text, self._next_rejection_ns = encode_rejections(
-            rejections, collector=self._collector_id, first_ns=self.next_rejection_ns()
-        )
-        return text
+        # The batch loop encodes rejections while the writer encodes InfluxDB's refusals: one
+        # clock for both, so no two records share a timestamp (and overwrite each other).
+        with self._rejection_clock:
+            text, self._next_rejection_ns = encode_rejections(
+                rejections, collector=self._collector_id, first_ns=self.next_rejection_ns()
+            )
+            return text
 
     # -- the write path ---------------------------------------------------------------------------
 

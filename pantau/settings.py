@@ -448,7 +448,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=65535,
-        description="MQTT v5 Receive Maximum (unset: twice the batch size, 20 to 65535).",
+        description="MQTT v5 Receive Maximum (unset: three times the batch size, 20 to 65535).",
     )
 
     # Batching.
@@ -612,10 +612,13 @@ class Settings(BaseSettings):
 
     @property
     def effective_receive_maximum(self) -> int:
-        """MQTT v5 Receive Maximum: room for two full batches of single-reading messages."""
+        """MQTT v5 Receive Maximum: room for three batches of single-reading messages.
+
+        One batch is being written, the next waits for the writer, a third is filling.
+        """
         if self.receive_maximum is not None:
             return self.receive_maximum
-        return max(20, min(65535, 2 * self.batch_size))
+        return max(20, min(65535, 3 * self.batch_size))
 
 
 @dataclass(frozen=True, slots=True)
