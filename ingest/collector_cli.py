@@ -75,6 +75,12 @@ log = logging.getLogger(__name__)
     "[PANTAU_PARTITION]",
 )
 @click.option(
+    "--catch-all/--no-catch-all",
+    default=None,
+    help="Partition 1 also takes districts the registry does not list [PANTAU_CATCH_ALL], "
+    "default on",
+)
+@click.option(
     "--processors/--no-processors",
     default=None,
     help="Run detectors and live indicators; --no-processors stores only [PANTAU_PROCESSORS]",
@@ -229,7 +235,12 @@ def _partition(settings: Settings, registry: Registry | None) -> Partition | Non
             "partition needs the device registry: it names the districts to divide"
         )
     try:
-        partition = Partition.plan(*index, settings.topic, (d.district for d in registry))
+        partition = Partition.plan(
+            *index,
+            settings.topic,
+            (d.district for d in registry),
+            catch_all=settings.catch_all,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     log.info(

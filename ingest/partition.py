@@ -6,7 +6,10 @@ Partition K of N takes the registry's districts whose stable hash is K and subsc
 exactly their topics. Partition 1 subscribes to the whole filter instead, so that a reading
 from a district the registry does not list still reaches a collector (which rejects it with
 its reason); it acknowledges, without storing, the messages of the other partitions' districts
-(those partitions receive their own copies through their own subscriptions).
+(those partitions receive their own copies through their own subscriptions). Without the
+catch-all (`catch_all=False`), partition 1 subscribes to its own districts too: no message then
+reaches two collectors, which is right where the broker's ACL lets a device publish only on
+its own topic, so no unlisted district can publish at all.
 """
 
 from __future__ import annotations
@@ -34,11 +37,16 @@ class Partition:
     filters: tuple[str, ...]
     mine: frozenset[str]  # the registry's districts of this partition
     others: frozenset[str]  # districts other partitions subscribe to (skipped by the catch-all)
+    catch_all: bool = False  # subscribed to the whole filter, unlisted districts included
 
     @classmethod
-    def plan(cls, k: int, n: int, topic: str, known: Iterable[str]) -> Partition:
+    def plan(
+        cls, k: int, n: int, topic: str, known: Iterable[str], *, catch_all: bool = True
+    ) -> Partition:
         """Partition K of N of the `known` districts under the topic filter `topic`.
 
+        With `catch_all`, partition 1 subscribes to the whole filter (see the module docstring);
+        without, it subscribes to its own districts like every other partition.
         Raises ValueError for a filter whose district level is not a wildcard.
         """
         levels = topic.split("/")
@@ -53,8 +61,8 @@ class Partition:
         districts = sorted(set(known))
         mine = frozenset(d for d in districts if district_partition(d, n) == k)
         others = frozenset(districts) - mine
-        if k == 1:
-            return cls(k, n, (topic,), mine, others)
+        if k == 1 and catch_all:
+            return cls(k, n, (topic,), mine, others, catch_all=True)
         filters = []
         for district in sorted(mine):
             narrowed = list(levels)
@@ -69,7 +77,7 @@ class Partition:
 
     def owns_district(self, district: str) -> bool:
         """Whether this partition processes a district's readings."""
-        if self.k == 1:
+        if self.catch_all:
             return district not in self.others
         return district in self.mine
 

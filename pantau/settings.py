@@ -415,6 +415,14 @@ class Settings(BaseSettings):
         "hash to K (docs/collector.md, Scale-out). Partition 1 also takes districts the "
         "registry does not list. Needs the registry; one running collector per partition.",
     )
+    catch_all: bool = Field(
+        default=True,
+        description="With `partition`: partition 1 subscribes to the whole topic filter, so a "
+        "reading from a district the registry does not list is still rejected with a record. "
+        "It then receives every partition's messages and skips the others'. Off: partition 1 "
+        "subscribes to its own districts only, which is safe where the broker lets each device "
+        "publish on its own topic only (the ACL `pantau devices` writes).",
+    )
     processors: bool = Field(
         default=True,
         description="Run the detectors and live indicators. False: a store-only collector "

@@ -269,6 +269,20 @@ def test_partition_filters_cover_every_district_once() -> None:
     assert Partition.plan(2, 2, "city/#", ["x", "y", "z"]).filters[0].startswith("city/+/")
 
 
+def test_without_the_catch_all_each_message_reaches_one_partition() -> None:
+    """`catch_all=False`: partition 1 narrows to its own districts like the others."""
+    for n in (1, 2, 3):
+        plans = [
+            Partition.plan(k, n, "city/+/+/+/+", DISTRICTS, catch_all=False)
+            for k in range(1, n + 1)
+        ]
+        filters = [f for p in plans for f in p.filters]
+        assert sorted(f.split("/")[2] for f in filters) == sorted(DISTRICTS)
+        assert [sum(p.owns_district(d) for p in plans) for d in DISTRICTS] == [1] * len(DISTRICTS)
+        assert not any(p.owns_district("unlisted") for p in plans)
+        assert all(p.owns(f"city/x/{d}/air_quality/a") for p in plans for d in p.mine)
+
+
 def test_state_is_rebuilt_from_influxdb_after_a_crash(
     broker: Any, influx: Any, tmp_path: Path
 ) -> None:

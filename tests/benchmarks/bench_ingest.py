@@ -1,6 +1,7 @@
 """Ingest benchmark: `pantau ingest` against a bare paho subscriber, same broker, same burst.
 
 Run: .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 200000] [--batch 50]
+     [--workers 2] [--skip-baseline]
 
 For each consumer the burst is queued in the broker first (the consumer's persistent session
 exists but is offline), then the consumer starts and drains it, so the publisher's own speed does
@@ -8,6 +9,10 @@ not enter the figures. Printed per consumer: messages/s and readings/s from its 
 message to its last, CPU microseconds per message (process CPU minus the CPU of an idle start of
 the same program), and peak RSS. The bare subscriber acknowledges on receipt and stores
 nothing; the collector acknowledges only after the InfluxDB write.
+
+With --workers N, the single-reading burst is also drained by `pantau ingest --workers 1` and
+`--workers N` with the fleet's registry (18 districts), each without and with partition 1's
+catch-all; CPU and RSS are then the sums over the supervisor and its workers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -30,6 +37,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from pantau.dev import InfluxDBService, MosquittoService, free_port
+from pantau.registry import Device, Registry
 
 HERE = Path(__file__).resolve().parent
 PANTAU = str(Path(sys.executable).with_name("pantau"))
@@ -57,18 +65,48 @@ class Result:
         )
 
 
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (the workers of `--workers N`)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """utime + stime of a process and its descendants."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
 
 
 def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """VmHWM of a process, summed over it and its descendants."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def publish_burst(port: int, messages: list[tuple[str, bytes]]) -> None:
@@ -124,8 +162,12 @@ def run_consumer(
     burst: list[tuple[str, bytes]],
     broker_port: int,
     readings: int,
+    profile: Path | None = None,
 ) -> Result:
-    """Idle start (session + startup CPU), queue the burst, then time the drain."""
+    """Idle start (session + startup CPU), queue the burst, then time the drain.
+
+    With `profile`, py-spy samples the measured process (not the idle start) into that file.
+    """
     idle = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(3.0)
     idle_cpu = cpu_seconds(idle.pid)
@@ -133,6 +175,23 @@ def run_consumer(
     idle.wait(15)
     publish_burst(broker_port, burst)
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     first = last = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -143,27 +202,100 @@ def run_consumer(
         if done >= target:
             last = now
             break
-        time.sleep(0.01)
+        time.sleep(0.05)  # each poll costs the consumer a /metrics render
     if first is None or last is None:
         process.kill()
         raise RuntimeError(f"{name}: did not finish ({progress()} of {target})")
     cpu = cpu_seconds(process.pid) - idle_cpu
     rss = peak_rss_mb(process.pid)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+        spy.wait(60)
     process.send_signal(signal.SIGTERM)
     process.wait(15)
     return Result(name, len(burst), readings, last - first, cpu, rss)
 
 
-def metric(port: int, name: str) -> int:
-    """A counter of the collector's /metrics, 0 while it is not up."""
+def metric(port: int, name: str, kind: str | None = None) -> int:
+    """A counter of the collector's /metrics (with a kind label if given), 0 while not up."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
     except httpx.HTTPError:
         return 0
+    wanted = name + " " if kind is None else f'{name}{{kind="{kind}"}} '
     for line in text.splitlines():
-        if line.startswith(name + " "):
+        if line.startswith(wanted):
             return int(float(line.split()[1]))
     return 0
+
+
+def write_registry(city: str, path: Path) -> None:
+    """The registry of make_burst's fleet: 1,000 stations in 18 districts."""
+    Registry(
+        Device(f"aq-{d:04d}", "air_quality", city, f"d{d % 18:02d}", -7.3, 109.3, 60.0)
+        for d in range(1000)
+    ).write_csv(path)
+
+
+def run_workers(
+    args: argparse.Namespace, broker: MosquittoService, influx: InfluxDBService, root: Path
+) -> None:
+    """The single-reading burst through `--workers 1` and `--workers N`, catch-all off and on."""
+    layouts = [(1, False)] + [(args.workers, c) for c in (False, True)]
+    for n, catch_all in layouts:
+        city = f"w{uuid.uuid4().hex[:8]}"
+        registry = root / f"registry-{city}.csv"
+        write_registry(city, registry)
+        burst = make_burst(city, args.messages, 1)
+        port = free_port() if n == 1 else _free_run(n)
+        argv = [
+            PANTAU,
+            "ingest",
+            "--mqtt",
+            broker.url,
+            "--influx",
+            influx.url,
+            "--db",
+            city,
+            "--topic",
+            f"city/{city}/+/+/+",
+            "--client-id",
+            f"workers-{city}",
+            "--registry",
+            str(registry),
+            "--spool-dir",
+            str(root / f"spool-{city}"),
+            "--metrics-port",
+            str(port),
+            "--workers",
+            str(n),
+            "--catch-all" if catch_all else "--no-catch-all",
+        ]
+
+        def progress(first: int = port, n: int = n) -> int:
+            return sum(
+                metric(first + k, "pantau_readings_written_total", "air_quality") for k in range(n)
+            )
+
+        label = f"--workers {n}" + (" (catch-all)" if catch_all and n > 1 else "")
+        result = run_consumer(
+            f"pantau ingest {label}", argv, progress, len(burst), burst, broker.port, len(burst)
+        )
+        print(result.line())
+
+
+def _free_run(n: int) -> int:
+    """A free port P with P+1..P+n-1 free too."""
+    for _ in range(100):
+        port = free_port()
+        try:
+            for k in range(1, n):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + k))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no run of free ports")
 
 
 def influx_alone(url: str, db: str, points: int, batch: int = 5000) -> float:
@@ -192,6 +324,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="readings per gateway message")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
+        "--workers", type=int, default=0, help="also compare --workers 1 with --workers N"
+    )
+    parser.add_argument("--only-workers", action="store_true", help="skip the other consumers")
+    parser.add_argument(
         "--profile",
         type=Path,
         help="folder: run the collector under py-spy (pip install py-spy), collapsed stacks there",
@@ -207,10 +343,17 @@ def main() -> None:
             results: list[Result] = []
             rate = influx_alone(influx.url, "ceiling", args.messages)
             print(f"InfluxDB alone (one writer, 5,000-line bodies): {rate:,.0f} points/s")
-            for per_message, count in (
-                (1, args.messages),
-                (args.batch, args.messages // args.batch),
-            ):
+            if args.workers:
+                run_workers(args, broker, influx, root)
+            consumers = (
+                []
+                if args.only_workers
+                else [
+                    (1, args.messages),
+                    (args.batch, args.messages // args.batch),
+                ]
+            )
+            for per_message, count in consumers:
                 city = f"b{uuid.uuid4().hex[:8]}"
                 burst = make_burst(city, count, per_message)
                 size = sum(len(p) for _, p in burst) / len(burst)
@@ -268,19 +411,16 @@ def main() -> None:
                     "--metrics-port",
                     str(metrics_port),
                 ]
-                if args.profile is not None:  # figures of a profiled run are not comparable
-                    spy = str(Path(sys.executable).with_name("py-spy"))
-                    out = args.profile / f"ingest-{label}.txt"
-                    collector = [spy, "record", "--format", "raw", "-o", str(out), "--", *collector]
                 results.append(
                     run_consumer(
                         f"pantau ingest ({label})",
                         collector,
-                        lambda p=metrics_port: metric(p, "pantau_messages_acked_total"),
+                        partial(metric, metrics_port, "pantau_messages_acked_total"),
                         count,
                         burst,
                         broker.port,
                         count * per_message,
+                        None if args.profile is None else args.profile / f"ingest-{label}.txt",
                     )
                 )
                 print(results[-1].line())
