@@ -54,18 +54,19 @@ class Subscription:
 
     filter: FeedFilter
     max_frames: int
-    frames: deque[tuple[int, int, bytes]] = field(default_factory=deque)  # seq, events, body
+    # seq, events, the events' JSON array, and the whole frame as sent when it goes alone
+    frames: deque[tuple[int, int, bytes, bytes]] = field(default_factory=deque)
     dropped: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
 
-    def put(self, seq: int, events: int, body: bytes) -> int:
-        """Queue a frame; returns how many events were dropped to make room."""
+    def put(self, seq: int, events: int, body: bytes, framed: bytes | None = None) -> int:
+        """Queue a frame (`framed`: the message as sent alone); returns events dropped for room."""
         lost = 0
         while len(self.frames) >= self.max_frames:
             lost += self.frames.popleft()[1]
         self.dropped += lost
-        self.frames.append((seq, events, body))
+        self.frames.append((seq, events, body, framed or _framed(seq, 0, body)))
         self.wake.set()
         return lost
 
@@ -80,13 +81,15 @@ class Subscription:
         # sending is the expensive part, so a backlog drains in one go.
         frames = list(self.frames)
         self.frames.clear()
+        dropped, self.dropped = self.dropped, 0
+        if len(frames) == 1 and not dropped:
+            return frames[0][3]  # the common case: the bytes every client of the filter gets
         seq = frames[-1][0]
         if len(frames) == 1:
             body = frames[0][2]
         else:
             body = b"[" + b",".join(f[2][1:-1] for f in frames if len(f[2]) > 2) + b"]"
-        dropped, self.dropped = self.dropped, 0
-        return b'{"seq":%d,"dropped":%d,"events":%b}' % (seq, dropped, body)
+        return _framed(seq, dropped, body)
 
 
 class FeedHub:
@@ -162,8 +165,10 @@ class FeedHub:
                 chosen, body = self._encode_each(feed_filter, events)
             if not chosen:
                 continue
+            # Framed once for the filter's clients too: a client that keeps up sends these bytes.
+            framed = _framed(self._seq, 0, body)
             for subscription in members:
-                lost = subscription.put(self._seq, len(chosen), body)
+                lost = subscription.put(self._seq, len(chosen), body, framed)
                 if lost:
                     self.events_dropped += lost
                     if self.on_dropped is not None:
@@ -208,6 +213,11 @@ class FeedHub:
                 self.last_flush = time.monotonic()
         finally:
             self.alive = False
+
+
+def _framed(seq: int, dropped: int, body: bytes) -> bytes:
+    """One message of the feed: its sequence number, the events lost before it, the events."""
+    return b'{"seq":%d,"dropped":%d,"events":%b}' % (seq, dropped, body)
 
 
 def _select(feed_filter: FeedFilter, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
