@@ -354,7 +354,8 @@ class InfluxProxy:
 
     Modes: "pass"; "slow" (forward at once, answer `delay_s` later: the write lands, the
     collector times out); "kill" (forward the next /write that holds readings and, once
-    InfluxDB answered 2xx, SIGKILL `kill_pid` before answering, then go back to "pass").
+    InfluxDB answered 2xx, SIGKILL `kill_pid` before answering, then go back to "pass"); "hold"
+    (a /write that holds readings waits, `held` set, until `release` is set).
     An unreachable InfluxDB is answered with 503.
     """
 
@@ -364,6 +365,8 @@ class InfluxProxy:
     kill_pid: int | None = None
     writes: list[ProxyWrite] = field(default_factory=list)
     killed: threading.Event = field(default_factory=threading.Event)
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -407,6 +410,9 @@ class InfluxProxy:
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        if self.mode == "hold" and handler.path.startswith("/write") and holds_readings(body):
+            self.held.set()
+            self.release.wait(120)
         try:
             response = httpx.request(method, self.upstream + handler.path, content=body, timeout=30)
         except httpx.HTTPError:
