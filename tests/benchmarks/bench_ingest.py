@@ -237,6 +237,28 @@ def write_registry(city: str, path: Path) -> None:
     ).write_csv(path)
 
 
+def ingest_argv(
+    broker: MosquittoService, influx: InfluxDBService, city: str, topic: str, metrics_port: int
+) -> list[str]:
+    """`pantau ingest` into database `city`, client id from the city, metrics on a port."""
+    return [
+        PANTAU,
+        "ingest",
+        "--mqtt",
+        broker.url,
+        "--influx",
+        influx.url,
+        "--db",
+        city,
+        "--topic",
+        topic,
+        "--client-id",
+        f"collector-{city}",
+        "--metrics-port",
+        str(metrics_port),
+    ]
+
+
 def run_workers(
     args: argparse.Namespace, broker: MosquittoService, influx: InfluxDBService, root: Path
 ) -> None:
@@ -249,24 +271,11 @@ def run_workers(
         burst = make_burst(city, args.messages, 1)
         port = free_port() if n == 1 else _free_run(n)
         argv = [
-            PANTAU,
-            "ingest",
-            "--mqtt",
-            broker.url,
-            "--influx",
-            influx.url,
-            "--db",
-            city,
-            "--topic",
-            f"city/{city}/+/+/+",
-            "--client-id",
-            f"workers-{city}",
+            *ingest_argv(broker, influx, city, f"city/{city}/+/+/+", port),
             "--registry",
             str(registry),
             "--spool-dir",
             str(root / f"spool-{city}"),
-            "--metrics-port",
-            str(port),
             "--workers",
             str(n),
             "--catch-all" if catch_all else "--no-catch-all",
@@ -395,22 +404,7 @@ def main() -> None:
                     )
                     print(results[-1].line())
                 metrics_port = free_port()
-                collector = [
-                    PANTAU,
-                    "ingest",
-                    "--mqtt",
-                    broker.url,
-                    "--influx",
-                    influx.url,
-                    "--db",
-                    city,
-                    "--topic",
-                    f"city/{city}/#",
-                    "--client-id",
-                    f"collector-{city}",
-                    "--metrics-port",
-                    str(metrics_port),
-                ]
+                collector = ingest_argv(broker, influx, city, f"city/{city}/#", metrics_port)
                 results.append(
                     run_consumer(
                         f"pantau ingest ({label})",
