@@ -416,10 +416,10 @@ class InfluxProxy:
         try:
             response = httpx.request(method, self.upstream + handler.path, content=body, timeout=30)
         except httpx.HTTPError:
-            _answer(handler, 503, b'{"error":"upstream unreachable"}')
+            answer(handler, 503, b'{"error":"upstream unreachable"}')
             return
         if not handler.path.startswith("/write"):
-            _answer(handler, response.status_code, response.content)
+            answer(handler, response.status_code, response.content)
             return
         mode = self.mode
         record = ProxyWrite(body, response.status_code, mode)
@@ -440,10 +440,11 @@ class InfluxProxy:
         if mode == "slow":
             record.answered = False  # beyond the collector's timeout: it has given up
             time.sleep(self.delay_s)
-        _answer(handler, response.status_code, response.content)
+        answer(handler, response.status_code, response.content)
 
 
-def _answer(handler: BaseHTTPRequestHandler, status: int, content: bytes) -> None:
+def answer(handler: BaseHTTPRequestHandler, status: int, content: bytes) -> None:
+    """Answer an HTTP request; a client that already left (timed out, died) is no error."""
     try:
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(content)))

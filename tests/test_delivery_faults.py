@@ -34,6 +34,7 @@ from tests.fault_helpers import (
     InfluxProxy,
     Key,
     MultiStream,
+    answer,
     conflicting_values,
     differences,
     metric,
@@ -244,21 +245,12 @@ class _FlakyInflux(BaseHTTPRequestHandler):
     def _forward(self, method: str) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.mode == "503" and self.path.startswith("/write"):
-            self._answer(503, b'{"error":"overloaded"}')
+            answer(self, 503, b'{"error":"overloaded"}')
             return
         if self.mode == "slow" and self.path.startswith("/write"):
             time.sleep(2.5)  # beyond the collector's 1 s timeout; the write still happens
         response = httpx.request(method, self.upstream + self.path, content=body, timeout=30)
-        self._answer(response.status_code, response.content)
-
-    def _answer(self, status: int, content: bytes) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the collector timed out and left
+        answer(self, response.status_code, response.content)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
