@@ -283,16 +283,23 @@ def test_without_the_catch_all_each_message_reaches_one_partition() -> None:
         assert all(p.owns(f"city/x/{d}/air_quality/a") for p in plans for d in p.mine)
 
 
+def _city_stream(tmp_path: Path) -> tuple[str, Path, list[tuple[str, bytes]], int]:
+    """A new city's registry file and stream, and the split point of the restart tests.
+
+    The split falls before the spike, the stuck run's end and the rise.
+    """
+    city = f"c{uuid.uuid4().hex[:10]}"
+    registry = tmp_path / "registry.csv"
+    _registry(city).write_csv(registry)
+    messages = _stream(city, math.floor(time.time() - READINGS * SPACING_S))
+    return city, registry, messages, len(messages) * 3 // 4
+
+
 def test_state_is_rebuilt_from_influxdb_after_a_crash(
     broker: Any, influx: Any, tmp_path: Path
 ) -> None:
     """A collector killed before any snapshot finds the same anomalies after its restart."""
-    city = f"c{uuid.uuid4().hex[:10]}"
-    registry = tmp_path / "registry.csv"
-    _registry(city).write_csv(registry)
-    start = math.floor(time.time() - READINGS * SPACING_S)
-    messages = _stream(city, start)
-    half = len(messages) * 3 // 4  # before the spike, the stuck run's end and the rise
+    city, registry, messages, half = _city_stream(tmp_path)
     with ExitStack() as stack:
         ref, crashed = (
             stack.enter_context(_database(influx)),
@@ -326,12 +333,7 @@ def test_scaling_out_mid_stream_rebuilds_the_state_of_devices_that_move(
     broker: Any, influx: Any, tmp_path: Path
 ) -> None:
     """One collector, then two partitions from the middle of the stream: results unchanged."""
-    city = f"c{uuid.uuid4().hex[:10]}"
-    registry = tmp_path / "registry.csv"
-    _registry(city).write_csv(registry)
-    start = math.floor(time.time() - READINGS * SPACING_S)
-    messages = _stream(city, start)
-    half = len(messages) * 3 // 4
+    city, registry, messages, half = _city_stream(tmp_path)
     with ExitStack() as stack:
         ref, grown = stack.enter_context(_database(influx)), stack.enter_context(_database(influx))
 
