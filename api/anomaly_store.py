@@ -36,6 +36,7 @@ def _anomaly(row: dict[str, Any]) -> Anomaly:
         severity=row.get("severity") or "warning",
         score=finite_number(row.get("score")),
         value=finite_number(row.get("value")),
+        kept_out=str(row.get("kept_out") or ""),
     )
 
 

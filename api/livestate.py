@@ -29,9 +29,11 @@ from pantau.registry import Registry
 from pantau.settings import ApiSettings
 from processors.detectors.protocol import Severity
 from processors.detectors.registry import SEVERITY
+from processors.live import INDICATOR_INPUTS
 
 __all__ = [
     "DETECTORS",
+    "INDICATORS",
     "SEVERITIES",
     "Ack",
     "Anomaly",
@@ -50,6 +52,10 @@ _MAX_ANOMALIES: Final = 20_000
 # The findings the detectors declare (anomaly "detector"), and the severities they may have.
 DETECTORS: Final = frozenset(SEVERITY)
 SEVERITIES: Final = frozenset(get_args(Severity))
+# The live indicators an anomaly's reading may have been kept out of (its `kept_out`).
+INDICATORS: Final = frozenset(
+    name for fields in INDICATOR_INPUTS.values() for names in fields.values() for name in names
+)
 
 # Called for every rejected message (or batch entry): reason, topic, detail.
 RejectHook = Callable[[str, str, str], None]
@@ -109,6 +115,7 @@ class Anomaly:
     score: float | None
     value: float | None
     acknowledged: Ack | None = None
+    kept_out: str = ""  # the indicators its reading was kept out of ("ispu,aqi"), if any
 
     @property
     def ts_ns(self) -> int:
@@ -130,6 +137,7 @@ class Anomaly:
             "severity": self.severity,
             "score": self.score,
             "value": self.value,
+            "kept_out": self.kept_out,
             "acknowledged": None if ack is None else {"by": ack.by, "at": ack.at, "note": ack.note},
         }
 
@@ -269,6 +277,7 @@ class LiveState:
                 device_id=device,
                 detectors=self.detectors,
                 severities=self.severities,
+                indicators=INDICATORS,
             )
             self._see(device, kind, city, district)
             anomaly = Anomaly(
@@ -283,6 +292,7 @@ class LiveState:
                 severity=event.severity,
                 score=event.score,
                 value=event.value,
+                kept_out=event.kept_out,
             )
             self.add_anomalies([anomaly])
             return {"type": "anomaly", **anomaly.as_json()}

@@ -158,6 +158,11 @@ class Anomaly(_Body):
     severity: str = Field(description="critical, warning or info")
     score: float | None
     value: float | None
+    kept_out: str = Field(
+        "",
+        description="the indicators the reading was kept out of as a fault, comma-separated "
+        "(e.g. ispu,aqi); empty when none",
+    )
     acknowledged: Acknowledgement | None
 
 

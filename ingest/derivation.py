@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ingest.batch import Batch, KindColumns
@@ -33,7 +34,7 @@ from pantau.derived import (
 from pantau.files import write_atomically
 from pantau.lineprotocol import point
 from pantau.registry import Registry, facts_from_registry
-from processors.bank import SEVERITY, KindProcessor
+from processors.bank import KEPT_OUT, SEVERITY, KindProcessor
 from processors.catalog import CATALOG
 from processors.detectors import Findings
 from processors.live import Indicators
@@ -96,6 +97,9 @@ class Derivation:
         }
         self._places: dict[str, tuple[str, str]] = {}  # device id -> (city, district)
         self._district_city: dict[str, str] = {}  # for district-level indicators
+        # Each registered device's peer group for drift (a river, an airshed); others: none,
+        # so the bank falls back to the reading's district.
+        self._peers = {d.device_id: d.peer or "" for d in registry} if registry else {}
         self._sent: dict[tuple[str, str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
         self._summary_sent: dict[tuple[str, str, str], float] = {}
         # Retained latest readings waiting for the sweep: key -> (topic, summary)
@@ -124,11 +128,22 @@ class Derivation:
             ):
                 self._place(device, city, district)
             ts = columns.ts_ns.astype(np.float64) / 1e9
-            findings = bank.process(ids, ts, columns.values, columns.present, districts)
+            findings = bank.process(
+                ids, ts, columns.values, columns.present, districts, self._groups(ids)
+            )
             derived.extend(self._anomalies(kind, bank, findings))
             derived.extend(self._indicators(kind, bank, bank.indicators(now)))
             derived.extend(self._summaries(kind, columns))
         return derived
+
+    def _groups(self, ids: npt.NDArray[np.str_]) -> npt.NDArray[np.str_] | None:
+        """Each reading's peer group from the registry ("": none); None without a registry."""
+        if not self._peers:
+            return None
+        devices, inverse = np.unique(ids, return_inverse=True)
+        names = np.array([self._peers.get(d, "") for d in devices.tolist()], dtype=str)
+        groups: npt.NDArray[np.str_] = names[inverse.reshape(-1)]
+        return groups
 
     def _place(self, device: str, city: str, district: str) -> None:
         self._places[device] = (city, district)
@@ -160,6 +175,8 @@ class Derivation:
         for finding in findings:
             flagged = finding.flagged()
             severity = SEVERITY.get(finding.detector, "warning")
+            # The indicators each flagged field feeds, which the bank kept its reading out of.
+            inputs = bank.live.inputs if finding.detector in KEPT_OUT else ()
             for row, column, ts, value, score in zip(
                 flagged.row.tolist(),
                 flagged.field.tolist(),
@@ -186,7 +203,12 @@ class Derivation:
                     "severity": severity,
                 }
                 known = math.isfinite(value)
-                fields = {"score": score, "value": value} if known else {"score": score}
+                fields: dict[str, float | str] = {"score": score}
+                if known:
+                    fields["value"] = value
+                kept_out = inputs[column] if 0 <= column < len(inputs) else ""
+                if kept_out:
+                    fields["kept_out"] = kept_out
                 derived.lines.append(point("anomaly", tags, fields, round(ts * 1e6) * 1000))
                 event = AnomalyEvent(
                     ts,
@@ -197,6 +219,7 @@ class Derivation:
                     severity,
                     score,
                     value if known else None,
+                    kept_out,
                 )
                 derived.messages.append(
                     DerivedMessage(

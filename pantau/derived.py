@@ -72,6 +72,8 @@ _SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
 _DETECTOR: Final = re.compile(r"[a-z_]{1,32}")
 _NAME: Final = re.compile(r"[a-z0-9_]{1,64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+# An anomaly's `kept_out`: the indicators its reading was kept out of, comma-separated.
+_KEPT_OUT: Final = re.compile(r"[a-z0-9_]{1,32}(,[a-z0-9_]{1,32}){0,7}")
 # The severities a detector may declare (processors.detectors.protocol.Severity).
 SEVERITIES: Final = frozenset({"critical", "warning", "info"})
 # Every message but a city's batch summary (which holds up to a batch's devices).
@@ -91,7 +93,7 @@ _MAX_COUNT: Final = 10**9
 _DEVICE_FIELD: Final = "device"
 
 ANOMALY_KEYS: Final = frozenset(
-    {"ts", "kind", "device_id", "detector", "field", "severity", "score", "value"}
+    {"ts", "kind", "device_id", "detector", "field", "severity", "score", "value", "kept_out"}
 )
 _SUMMARY_KEYS: Final = frozenset({"ts", "device_id", "district", "readings", "values", "kind"})
 _ACK_KEYS: Final = frozenset({"by", "at", "note"})
@@ -338,10 +340,11 @@ class AnomalyEvent:
     severity: str
     score: float | None
     value: float | None
+    kept_out: str = ""  # the indicators the reading was kept out of ("ispu,aqi"), if any
 
     def as_json(self) -> dict[str, Any]:
-        """The payload object."""
-        return {
+        """The payload object (`kept_out` only when the reading was kept out of some)."""
+        payload: dict[str, Any] = {
             "ts": self.ts,
             "kind": self.kind,
             "device_id": self.device_id,
@@ -351,6 +354,9 @@ class AnomalyEvent:
             "score": self.score,
             "value": self.value,
         }
+        if self.kept_out:
+            payload["kept_out"] = self.kept_out
+        return payload
 
     @classmethod
     def parse(
@@ -361,11 +367,13 @@ class AnomalyEvent:
         device_id: str,
         detectors: Collection[str] | None = None,
         severities: Collection[str] = SEVERITIES,
+        indicators: Collection[str] | None = None,
     ) -> AnomalyEvent:
         """Parse an anomaly; kind and device come from its topic.
 
         The detector must be one of `detectors` where given (the processors declare them:
-        `pantau` may not import them), the field one of the kind's or `device`.
+        `pantau` may not import them), the field one of the kind's or `device`. `kept_out`,
+        if any, is distinct comma-separated indicator names (of `indicators` where given).
         """
         obj = _object(data, ANOMALY_KEYS)
         _same(obj, "kind", kind)
@@ -392,6 +400,7 @@ class AnomalyEvent:
             severity,
             _optional_number(obj.get("score"), "score"),
             _optional_number(obj.get("value"), "value"),
+            _kept_out(obj.get("kept_out", ""), indicators),
         )
 
     @classmethod
@@ -401,6 +410,20 @@ class AnomalyEvent:
             return cls.parse(data, kind=kind, device_id=device_id)
         except ContractError:
             return None
+
+
+def _kept_out(value: Any, indicators: Collection[str] | None) -> str:
+    """An anomaly's `kept_out`: "" or distinct indicator names, comma-separated."""
+    if value is None or value == "":
+        return ""
+    if not (isinstance(value, str) and _KEPT_OUT.fullmatch(value)):
+        raise ContractError("kept_out", "kept_out must be indicator names, comma-separated")
+    names = value.split(",")
+    if len(set(names)) != len(names):
+        raise ContractError("kept_out", "kept_out names an indicator twice")
+    if indicators is not None and not set(names) <= set(indicators):
+        raise ContractError("kept_out", "kept_out names an unknown indicator")
+    return value
 
 
 _INDICATOR_HEAD: Final = frozenset({"ts", "kind", "device_id"})

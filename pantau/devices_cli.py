@@ -192,6 +192,14 @@ def _check_new_id(state: _State, device_id: str) -> None:
 @click.option("--siaga-cm", type=float, help="Gauges: Siaga threshold")
 @click.option("--awas-cm", type=float, help="Gauges: Awas threshold")
 @click.option("--river", help="Gauges: river name")
+@click.option(
+    "--peer-group",
+    help="Drift peers, e.g. river:klawing (default: a gauge's river, the city's airshed, "
+    "a lamp's district circuit)",
+)
+@click.option(
+    "--peer-order", type=int, help="Gauges: place along the river from upstream (1: the top)"
+)
 @click.option("--rated-w", type=float, help="Streetlights: rated power, W")
 @click.option("--password-file", type=_EXISTING_FILE, help="Take the password from this file")
 @click.option("--credentials-out", type=_FILE, help="Add the login to this CSV instead of printing")
@@ -209,6 +217,8 @@ def add(
     siaga_cm: float | None,
     awas_cm: float | None,
     river: str | None,
+    peer_group: str | None,
+    peer_order: int | None,
     rated_w: float | None,
     password_file: Path | None,
     credentials_out: Path | None,
@@ -228,6 +238,8 @@ def add(
             awas_cm=awas_cm,
             rated_w=rated_w,
             river=river,
+            peer_group=peer_group,
+            peer_order=peer_order,
         )
     except ValueError as exc:
         raise click.ClickException(f"device {device_id!r}: {exc}") from None

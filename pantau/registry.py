@@ -49,6 +49,8 @@ COLUMNS: Final = (
     "awas_cm",
     "rated_w",
     "river",
+    "peer_group",
+    "peer_order",
 )
 # Per-kind fact columns may be left out of the header altogether; these may not.
 REQUIRED_COLUMNS: Final = COLUMNS[:7]
@@ -61,6 +63,7 @@ _SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
 _NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _RIVER_MAX: Final = 200
+_TEXTS: Final = ("river", "peer_group")
 _NUMBERS: Final = ("lat", "lon", "interval_s", *_THRESHOLDS, "rated_w")
 
 
@@ -180,6 +183,8 @@ class DeviceRow(BaseModel):
     awas_cm: float | None = None
     rated_w: float | None = None
     river: str | None = None
+    peer_group: str | None = None
+    peer_order: int | None = None
 
     @field_validator("kind", mode="plain")
     @classmethod
@@ -219,19 +224,30 @@ class DeviceRow(BaseModel):
     def _optional_number(cls, value: object, info: ValidationInfo) -> float | None:
         return _number(value, info, required=False)
 
-    @field_validator("river", mode="plain")
+    @field_validator(*_TEXTS, mode="plain")
     @classmethod
-    def _river(cls, value: object, info: ValidationInfo) -> str | None:
+    def _text(cls, value: object, info: ValidationInfo) -> str | None:
         if value is None or (value == "" and _from_csv(info)):
             return None
         if not isinstance(value, str):
-            raise ValueError(f"river must be text, got {value!r}")
+            raise ValueError(f"{info.field_name} must be text, got {value!r}")
         return value
+
+    @field_validator("peer_order", mode="plain")
+    @classmethod
+    def _peer_order(cls, value: object, info: ValidationInfo) -> int | None:
+        number = _number(value, info, required=False)
+        if number is None:
+            return None
+        if not (number.is_integer() and number >= 1):
+            raise ValueError(f"peer_order {_format_float(number)} must be a whole number >= 1")
+        return int(number)
 
     @model_validator(mode="after")
     def _facts_of_kind(self) -> DeviceRow:
         self._check_gauge_facts()
         self._check_lamp_facts()
+        self._check_peers()
         return self
 
     def _check_gauge_facts(self) -> None:
@@ -263,16 +279,16 @@ class DeviceRow(BaseModel):
                 f"thresholds must lie within the level_cm range "
                 f"[{_format_float(level.low)}, {_format_float(level.high)}]",
             )
-        if self.river is not None:
-            if not self.river or self.river != self.river.strip():
-                raise _FieldError(
-                    "river", f"river {self.river!r} must be non-empty, without outer spaces"
-                )
-            if _CONTROL.search(self.river) or len(self.river) > _RIVER_MAX:
-                raise _FieldError(
-                    "river",
-                    f"river {self.river!r} must be one line of at most {_RIVER_MAX} characters",
-                )
+        _check_text("river", self.river)
+
+    def _check_peers(self) -> None:
+        _check_text("peer_group", self.peer_group)
+        if self.peer_order is None:
+            return
+        if self.kind != _GAUGE:
+            raise _FieldError("peer_order", f"peer_order given for kind {self.kind} (gauges only)")
+        if self.peer_group is None and self.river is None:
+            raise _FieldError("peer_order", "peer_order needs a river or a peer_group")
 
     def _check_lamp_facts(self) -> None:
         if self.kind != _LAMP:
@@ -289,6 +305,18 @@ class DeviceRow(BaseModel):
                 "rated_w",
                 f"rated_w {_format_float(self.rated_w)} outside (0, {_format_float(power.high)}]",
             )
+
+
+def _check_text(name: str, value: str | None) -> None:
+    """A free-text fact (river, peer group): one line, trimmed, not too long."""
+    if value is None:
+        return
+    if not value or value != value.strip():
+        raise _FieldError(name, f"{name} {value!r} must be non-empty, without outer spaces")
+    if _CONTROL.search(value) or len(value) > _RIVER_MAX:
+        raise _FieldError(
+            name, f"{name} {value!r} must be one line of at most {_RIVER_MAX} characters"
+        )
 
 
 def _problem(exc: ValidationError) -> tuple[str | None, str]:
@@ -316,6 +344,8 @@ class Device:
     awas_cm: float | None = None
     rated_w: float | None = None
     river: str | None = None
+    peer_group: str | None = None
+    peer_order: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field (a DeviceRow); numbers are stored as floats."""
@@ -324,7 +354,7 @@ class Device:
         except ValidationError as exc:
             field, reason = _problem(exc)
             raise DeviceError(reason, field) from None
-        for name in _NUMBERS:
+        for name in (*_NUMBERS, "peer_order"):
             # Frozen dataclass: normalising ints to floats needs object.__setattr__.
             object.__setattr__(self, name, getattr(row, name))
 
@@ -340,6 +370,22 @@ class Device:
     def topic(self) -> str:
         """The MQTT topic this device publishes its readings on."""
         return f"city/{self.city}/{self.district}/{self.kind}/{self.device_id}"
+
+    @property
+    def peer(self) -> str | None:
+        """The peer group the drift detector compares the device within (None: its district).
+
+        Unless `peer_group` is given: a gauge's river (`river:klawing`; none without a river),
+        an air station's airshed, its city (`airshed:purbalingga`), a lamp's circuit, its
+        district (`circuit:bobotsari`).
+        """
+        if self.peer_group is not None:
+            return self.peer_group
+        if self.kind == _GAUGE:
+            return None if self.river is None else "river:" + "-".join(self.river.lower().split())
+        if self.kind == _LAMP:
+            return f"circuit:{self.district}"
+        return f"airshed:{self.city}"
 
 
 class Registry:
@@ -527,6 +573,7 @@ def facts_from_registry(registry: Registry | None) -> dict[str, DeviceFacts]:
             waspada_cm=value(d.waspada_cm),
             siaga_cm=value(d.siaga_cm),
             awas_cm=value(d.awas_cm),
+            peer_order=value(d.peer_order),
         )
         for d in registry
     }

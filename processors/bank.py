@@ -35,12 +35,17 @@ from processors.state import (
     order_batch,
 )
 
-__all__ = ["SEVERITY", "DeviceFacts", "KindProcessor"]
+__all__ = ["KEPT_OUT", "SEVERITY", "DeviceFacts", "KindProcessor"]
 
 _D = TypeVar("_D", bound=Detector)
 
 
 _FACTS: Final = tuple(f.name for f in fields(DeviceFacts))
+
+# Findings whose readings are faults: kept out of the live indicators. Not level_shift,
+# noise_burst, unusual or pattern_lost: a real pollution episode or flood can look like those,
+# and dropping real data from the ISPU or the flood level would hide the very event they show.
+KEPT_OUT: Final = frozenset({"impossible", "spike", "stuck", "drift"})
 
 
 class KindProcessor:
@@ -71,6 +76,10 @@ class KindProcessor:
         self.district_code = np.zeros(0, dtype=np.intp)
         self.live = LiveIndicators(spec)
         self.districts = np.full(0, "", dtype=object)
+        # Peer groups, for drift: the registry's (a river, an airshed), else the district.
+        self._peer_table = DeviceTable()  # group name -> code - 1 (code 0: none)
+        self.peer_code = np.zeros(0, dtype=np.intp)
+        self.peers = np.full(0, "", dtype=object)
         self._touched = np.zeros(0, dtype=np.bool_)  # devices with new readings since indicators()
         self._range = PhysicalRange(spec)
         self._scratch = Scratch()  # per-batch buffers (see processors.state.Scratch)
@@ -108,6 +117,8 @@ class KindProcessor:
                 part.ensure(capacity)
             self.districts = grow(self.districts, capacity, "")
             self.district_code = grow(self.district_code, capacity, 0)
+            self.peers = grow(self.peers, capacity, "")
+            self.peer_code = grow(self.peer_code, capacity, 0)
             self._touched = grow(self._touched, capacity, False)
         # Registry facts of every device added since the last call, spare capacity or not.
         self._fill_facts(self._facts_filled, len(self.table))
@@ -130,17 +141,24 @@ class KindProcessor:
         values: npt.NDArray[np.float64],
         present: npt.NDArray[np.bool_],
         districts: npt.ArrayLike | None = None,
+        groups: npt.ArrayLike | None = None,
     ) -> list[Findings]:
-        """Score one batch (any order, repeats allowed) and learn from its new readings."""
+        """Score one batch (any order, repeats allowed) and learn from its new readings.
+
+        `districts` place each reading's device for the indicators, `groups` name its peer
+        group for drift ("" or none given: the district).
+        """
         rows = self.table.rows(device_ids)
         self._ensure(rows)
         if districts is not None:
             self._set_districts(rows, np.asarray(districts))
+        if districts is not None or groups is not None:
+            self._set_peers(rows, districts, groups)
         present = np.asarray(present, dtype=np.bool_)
         readings = Readings(rows, ts, values, present, self._range.usable(values, present))
         order = order_batch(rows, ts, self.last_ts)
         if len(order) == 0:
-            batch = BatchView.no_fresh(readings, self.district_code, self.device_facts)
+            batch = BatchView.no_fresh(readings, self.peer_code, self.device_facts)
         else:
             batch = self._view(readings, order)
         findings: list[Findings] = []
@@ -149,15 +167,49 @@ class KindProcessor:
                 findings += detector.process(batch)
             else:
                 findings += [Findings.empty(report.finding) for report in detector.reports]
+        usable = self._keep_out(findings, batch)
         if batch.fresh:
             carries = np.zeros(len(self.spec.fields), dtype=np.bool_)
             carries[batch.columns] = True
-            self.live.learn(
-                order, batch.ts, batch.full, batch.usable, self.device_facts, carries=carries
-            )
+            self.live.learn(order, batch.ts, batch.full, usable, self.device_facts, carries=carries)
             self.last_ts[order.rows] = batch.ts[order.last]
             self._touched[order.rows] = True
         return findings
+
+    def _keep_out(self, findings: list[Findings], batch: BatchView) -> npt.NDArray[np.bool_]:
+        """The batch's usable cells less those KEPT_OUT flags; earlier readings forgotten.
+
+        A flagged reading newer than its device's last processed one is of this batch: its
+        cell is masked in a copy (the detectors own batch.usable). An older one (the spike
+        detector decides one reading later) was learned already: the indicators forget it.
+        """
+        flagged = [f.flagged() for f in findings if f.detector in KEPT_OUT and f.flag.any()]
+        if not flagged:
+            return batch.usable
+        row = np.concatenate([f.row for f in flagged])
+        column = np.concatenate([f.field for f in flagged])
+        ts = np.concatenate([f.ts for f in flagged])
+        ref = np.concatenate([f.ref for f in flagged])
+        value = np.concatenate([f.value for f in flagged])
+        cell = column >= 0  # not device-level findings
+        here = cell & ~(ts <= self.last_ts[row])  # NaN: the device's first batch
+        earlier = cell & ~here
+        if earlier.any():
+            self.live.forget(row[earlier], ts[earlier], column[earlier], value[earlier])
+        if not here.any() or not batch.fresh:
+            return batch.usable
+        # Each delivered reading's position among the fresh ones (round-major), -1 if none.
+        position = np.full(len(batch.readings.ts), -1, dtype=np.intp)
+        position[batch.ref] = np.arange(len(batch.ref))
+        mine = ref[here]
+        at = np.take(position, np.clip(mine, 0, len(position) - 1))
+        known = (at >= 0) & (mine >= 0) & (mine < len(position))
+        known[known] &= (batch.rows[at[known]] == row[here][known]) & (
+            batch.ts[at[known]] == ts[here][known]
+        )
+        usable = batch.usable.copy()
+        usable[at[known], column[here][known]] = False
+        return usable
 
     def _view(self, readings: Readings, order: OrderedBatch) -> BatchView:
         """The fresh readings of a batch, round-major, gathered once for every detector."""
@@ -208,25 +260,50 @@ class KindProcessor:
             full,
             usable,
             readings,
-            self.district_code,
+            self.peer_code,
             self.device_facts,
         )
 
     def _set_districts(self, rows: npt.NDArray[np.intp], names: npt.NDArray[Any]) -> None:
-        """Each device's district (the last given in the batch) and its code for the peers."""
+        """Each device's district (the last given in the batch) and its code."""
+        devices, codes = self._name_codes(rows, names, self._district_table)
+        self.district_code[devices] = codes
+        by_code = np.array(["", *self._district_table.ids], dtype=object)
+        self.districts[devices] = by_code[codes]
+
+    def _set_peers(
+        self,
+        rows: npt.NDArray[np.intp],
+        districts: npt.ArrayLike | None,
+        groups: npt.ArrayLike | None,
+    ) -> None:
+        """Each device's peer group (the last given in the batch; else its district)."""
+        if groups is None:
+            names = np.asarray(districts).reshape(-1)
+        else:
+            names = np.asarray(groups, dtype=str).reshape(-1)
+            if districts is not None:
+                names = np.where(names == "", np.asarray(districts, dtype=str).reshape(-1), names)
+        devices, codes = self._name_codes(rows, names, self._peer_table)
+        self.peer_code[devices] = codes
+        by_code = np.array(["", *self._peer_table.ids], dtype=object)
+        self.peers[devices] = by_code[codes]
+
+    def _name_codes(
+        self, rows: npt.NDArray[np.intp], names: npt.NDArray[Any], table: DeviceTable
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The batch's devices and the code (table row + 1) of the last name each is given."""
         # Only the last reading of each device decides: one name looked up per device, plus
-        # the readings naming another district, so that every name of the batch is known
-        # (numbered) just as looking up each reading's would.
+        # the readings naming another, so that every name of the batch is known (numbered)
+        # just as looking up each reading's would.
         names = names.reshape(-1)
         newest = np.full(len(self.district_code), -1, dtype=np.intp)
         np.maximum.at(newest, rows, np.arange(len(rows)))
         devices = np.flatnonzero(newest >= 0)
         pick = newest[devices]
         other = np.flatnonzero(differs_from(names, newest[rows]))
-        codes = self._district_table.rows(names[np.concatenate([pick, other])])[: len(pick)] + 1
-        self.district_code[devices] = codes
-        by_code = np.array(["", *self._district_table.ids], dtype=object)
-        self.districts[devices] = by_code[codes]
+        codes = table.rows(names[np.concatenate([pick, other])])[: len(pick)] + 1
+        return devices, codes
 
     def indicators(self, now: float) -> Indicators:
         """Indicators of the devices (and districts) that got new readings since the last call."""
@@ -253,6 +330,8 @@ class KindProcessor:
         for part in self._parts():
             arrays.update(part.save())
         arrays["districts"] = self.districts.astype(str)
+        if (self.peers != self.districts).any():  # only then: older snapshots have no groups
+            arrays["peer_groups"] = self.peers.astype(str)
         return arrays
 
     def restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
@@ -281,5 +360,13 @@ class KindProcessor:
         for row, name in enumerate(self.districts.tolist()):
             if name:
                 self.district_code[row] = self._district_table.row(str(name)) + 1
+        self.peers = self.districts.copy()
+        if "peer_groups" in arrays:
+            self.peers[: len(arrays["peer_groups"])] = np.array(arrays["peer_groups"], dtype=object)
+        self._peer_table = DeviceTable()
+        self.peer_code = np.zeros(capacity, dtype=np.intp)
+        for row, name in enumerate(self.peers.tolist()):
+            if name:
+                self.peer_code[row] = self._peer_table.row(str(name)) + 1
         self.device_facts = {name: np.full(capacity, np.nan) for name in _FACTS}
         self._fill_facts(0, len(self.table))  # the registry as it is now

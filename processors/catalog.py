@@ -243,3 +243,5 @@ class DeviceFacts:
     waspada_cm: float = float("nan")
     siaga_cm: float = float("nan")
     awas_cm: float = float("nan")
+    # Position along the device's river from upstream (1: the top gauge); NaN: not ordered.
+    peer_order: float = float("nan")

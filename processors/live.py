@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -36,9 +37,24 @@ from processors.indicators import (
 from processors.indicators.streetlight import local_day
 from processors.state import OrderedBatch, SavedState, Scratch, StateField, columns_any, flat
 
-__all__ = ["Indicators", "LiveIndicators"]
+__all__ = ["INDICATOR_INPUTS", "Indicators", "LiveIndicators"]
 
 _ISPU: Final = ("pm10", "pm25", "so2", "co", "o3", "no2", "hc")
+_AQI: Final = ("pm25", "pm10")  # EPA's 24-hour pollutants
+_LEVEL: Final = "level_cm"
+_LAMP: Final = ("lamp_on", "dim_pct", "power_w", "energy_wh")  # what _lamp_step reads
+# Per kind and field, the live indicators that read it: the one declaration of their inputs.
+# LiveIndicators picks its columns from it, and an anomaly that keeps a reading out of the
+# indicators names these (its `kept_out`).
+INDICATOR_INPUTS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxyType(
+    {
+        "air_quality": MappingProxyType(
+            {p: ("ispu", "aqi") if p in _AQI else ("ispu",) for p in _ISPU}
+        ),
+        "water_level": MappingProxyType({_LEVEL: ("flood",)}),
+        "streetlight": MappingProxyType({f: ("streetlight",) for f in _LAMP}),
+    }
+)
 _RING: Final = 32
 _INDEX_FIELDS: Final = ("reported", "category", "colour_hex", "critical")  # what is shown
 _Float = npt.NDArray[np.float64]
@@ -108,11 +124,13 @@ class LiveIndicators(SavedState):
     """The live indicator state of one kind."""
 
     name = "LiveIndicators"  # the snapshot label (the class name, as saved before versions)
-    version = 1
+    version = 2  # 2: air_ts and air_value (what forget() may take back)
     state: ClassVar[tuple[StateField, ...]] = (
         StateField("hour", -1),
         StateField("sums", 0.0),
         StateField("counts", 0.0),
+        StateField("air_ts", np.nan),
+        StateField("air_value", np.nan),
         StateField("ring_ts", np.nan),
         StateField("ring_level", np.nan),
         StateField("ring_next", 0),
@@ -130,12 +148,21 @@ class LiveIndicators(SavedState):
         self.spec = spec
         names = spec.field_names
         self.kind = spec.kind
-        self._air = [names.index(p) for p in _ISPU] if spec.kind == "air_quality" else []
-        self._level = names.index("level_cm") if "level_cm" in names else -1
+        reads = INDICATOR_INPUTS.get(spec.kind, {})
+        # Per catalog column, the indicators that read it ("ispu,aqi"; "" for none).
+        self.inputs = tuple(",".join(reads.get(name, ())) for name in names)
+        air = all("ispu" in reads.get(p, ()) and p in names for p in _ISPU)
+        self._air = [names.index(p) for p in _ISPU] if air else []
+        flood = _LEVEL in names and "flood" in reads.get(_LEVEL, ())
+        self._level = names.index(_LEVEL) if flood else -1
         self.hour = np.full((0, 24), -1, dtype=np.int64)
         self.sums = np.zeros((0, len(self._air), 24))
         self._reported = [False] * len(self._air)  # pollutants ever summed (derived)
         self.counts = np.zeros((0, len(self._air), 24))
+        # Per station and pollutant, the newest reading summed into the bins (time, value):
+        # the only one forget() may take back.
+        self.air_ts = np.full((0, len(self._air)), np.nan)
+        self.air_value = np.full((0, len(self._air)), np.nan)
         self.ring_ts = np.full((0, _RING), np.nan)
         self.ring_level = np.full((0, _RING), np.nan)
         self.ring_next = np.zeros(0, dtype=np.int64)
@@ -153,6 +180,15 @@ class LiveIndicators(SavedState):
         """Rederive what is derived from the state arrays (after they were replaced)."""
         if self._air:
             self._reported = [bool(x) for x in np.any(self.counts, axis=(0, 2)).reshape(-1)]
+
+    def migrate(
+        self, arrays: Mapping[str, npt.NDArray[Any]], version: int
+    ) -> Mapping[str, npt.NDArray[Any]] | None:
+        """Version 1 had no air_ts/air_value: unknown, so nothing learned before is forgotten."""
+        if version != 1 or "hour" not in arrays:
+            return None
+        unknown = np.full((len(arrays["hour"]), len(self._air)), np.nan)
+        return {**arrays, "air_ts": unknown, "air_value": unknown.copy()}
 
     def learn(
         self,
@@ -257,6 +293,7 @@ class LiveIndicators(SavedState):
             at = compact[key]  # each reading's bin among the touched ones
             n_bins = len(touched)
             every = None  # readings per bin, when every reading adds to every pollutant
+            whole = []  # pollutants every reading added to: newest summed is each newest
             for k, (j, column) in enumerate(has):
                 use = np.logical_and(present[:, column], add)
                 where = at + k * n_bins
@@ -268,12 +305,30 @@ class LiveIndicators(SavedState):
                     if every is None:
                         every = np.bincount(at, minlength=n_bins).astype(np.float64)
                     counts[k * n_bins : (k + 1) * n_bins] += every
+                    whole.append((j, column))
                 elif use.any():
                     np.add.at(sums, where[use], values[use, column])
                     np.add.at(counts, where[use], 1.0)
+                    # Round-major: a later position is a later reading of the station.
+                    newest = np.full(len(order.rows), -1, dtype=np.intp)
+                    used = np.flatnonzero(use)
+                    np.maximum.at(newest, order.group[used], used)
+                    by = newest >= 0
+                    self.air_ts[order.rows[by], j] = ts[newest[by]]
+                    self.air_value[order.rows[by], j] = values[newest[by], column]
                 else:
                     continue
                 self._reported[j] = True
+            if len(whole) == n_air:  # the usual batch: whole rows, as cheap as it gets
+                newest_ts = np.take(ts, order.last)
+                self.air_ts[order.rows] = newest_ts[:, None]
+                self.air_value[order.rows] = np.take(values, order.last, axis=0)[:, self._air]
+            elif whole:
+                js, columns = (np.array(x) for x in zip(*whole, strict=True))
+                self.air_ts[order.rows[:, None], js] = np.take(ts, order.last)[:, None]
+                self.air_value[order.rows[:, None], js] = np.take(
+                    values[order.last], columns, axis=1
+                )
             flat(self.sums)[bins] = sums
             flat(self.counts)[bins] = counts
         flat(self.hour)[hour_cells] = final
@@ -314,6 +369,91 @@ class LiveIndicators(SavedState):
             get("lamp_on"), get("dim_pct"), get("power_w"), rated
         )
         self.lamp_due[rows] = due
+
+    def forget(self, rows: _Int, ts: _Float, column: _Int, value: _Float) -> npt.NDArray[np.bool_]:
+        """Take readings already learned back out of the indicators; which ones it could.
+
+        For the spike detector, which decides one reading later: the reading it names is then
+        the newest learned of its device and field. What can be taken back:
+        - air: the newest reading summed per station and pollutant (same time and value),
+          subtracted from its hourly bin while the bin still holds that hour (a bin left
+          without readings is exactly empty again); an older one is not known any more;
+        - flood: a reading still in the gauge's ring (same time and level), which closes up so
+          that the ring is again its latest readings in order. The reading the ring dropped
+          when this one came in is gone: the ring holds one reading fewer until the next one
+          (which the spike's own decision brings, in the same batch).
+        - streetlights: nothing. A lamp's state is that of its newest reading, and the
+          reading that decides a spike replaces it; the day's energy and burn hours that an
+          earlier reading moved cannot be told apart from the others.
+        """
+        rows, column = np.asarray(rows, dtype=np.intp), np.asarray(column, dtype=np.intp)
+        ts, value = np.asarray(ts, dtype=np.float64), np.asarray(value, dtype=np.float64)
+        taken = np.zeros(len(rows), dtype=np.bool_)
+        if self._air:
+            pollutant = np.full(len(self.spec.fields), -1, dtype=np.intp)
+            pollutant[self._air] = np.arange(len(self._air))
+            j = pollutant[column]
+            air = np.flatnonzero(j >= 0)
+            taken[air] = self._air_forget(rows[air], j[air], ts[air], value[air])
+        if self._level >= 0:
+            level = np.flatnonzero(column == self._level)
+            taken[level] = self._flood_forget(rows[level], ts[level], value[level])
+        return taken
+
+    def _air_forget(self, rows: _Int, j: _Int, ts: _Float, value: _Float) -> npt.NDArray[np.bool_]:
+        """Subtract each station's newest summed reading of a pollutant, if it is the one named."""
+        hour = np.floor(ts / 3600.0).astype(np.int64)
+        slot = hour - hour // 24 * 24
+        match = (self.air_ts[rows, j] == ts) & (self.air_value[rows, j] == value)
+        match &= self.hour[rows, slot] == hour  # the bin still holds that hour
+        # Each (station, pollutant) once, should it be named twice.
+        named = np.flatnonzero(match)
+        _, once = np.unique(rows[named] * len(self._air) + j[named], return_index=True)
+        mine = np.zeros(len(rows), dtype=np.bool_)
+        mine[named[once]] = True
+        r, p, s = rows[mine], j[mine], slot[mine]
+        self.sums[r, p, s] -= value[mine]
+        self.counts[r, p, s] -= 1.0
+        # An emptied bin is exactly empty (no rounding left over from the subtraction).
+        self.sums[r, p, s] = np.where(self.counts[r, p, s] > 0, self.sums[r, p, s], 0.0)
+        self.air_ts[r, p] = np.nan  # taken back once
+        return mine
+
+    def _flood_forget(self, rows: _Int, ts: _Float, level: _Float) -> npt.NDArray[np.bool_]:
+        """Remove readings from the gauges' rings, closing up the newer ones; which were found."""
+        taken = np.zeros(len(rows), dtype=np.bool_)
+        if len(rows) == 0:
+            return taken
+        # One per gauge at a time (a ring closes up around one reading), the rest after.
+        _, once = np.unique(rows, return_index=True)
+        rest = np.ones(len(rows), dtype=np.bool_)
+        rest[once] = False
+        r = rows[once]
+        # The ring oldest first: ordinal n - 32 + c sits in slot (n - 32 + c) % 32.
+        n = self.ring_next[r]
+        slots = (n[:, None] + np.arange(_RING) - _RING) % _RING
+        ring_ts = np.take_along_axis(self.ring_ts[r], slots, axis=1)
+        ring_level = np.take_along_axis(self.ring_level[r], slots, axis=1)
+        match = (ring_ts == ts[once, None]) & (ring_level == level[once, None])
+        found = match.any(axis=1)
+        if found.any():
+            r, n, slots, match = r[found], n[found], slots[found], match[found]
+            ring_ts, ring_level = ring_ts[found], ring_level[found]
+            at = match.argmax(axis=1)
+            # Close up: drop position `at`, the slot before the oldest (lost) becomes empty.
+            c = np.arange(_RING)
+            source = np.where(c[None, :] <= at[:, None], c - 1, c)
+            new_slots = (n[:, None] - 1 + c - _RING) % _RING
+            for ring, kept in ((self.ring_ts, ring_ts), (self.ring_level, ring_level)):
+                moved = np.take_along_axis(kept, np.maximum(source, 0), axis=1)
+                moved[:, 0] = np.nan
+                ring[r[:, None], new_slots] = moved
+            self.ring_next[r] = n - 1
+            taken[once[found]] = True
+        if rest.any():
+            later = np.flatnonzero(rest)
+            taken[later] = self._flood_forget(rows[later], ts[later], level[later])
+        return taken
 
     def compute(
         self,
@@ -356,9 +496,8 @@ class LiveIndicators(SavedState):
             recent = hour > (newest - 24)[:, None]  # the station's last 24 h
             rated = self._air_means(rows, lo, contiguous, recent, reported, means)
         # Only stations with a mean have an index: the others get the index of nothing.
-        pm25, pm10 = _ISPU.index("pm25"), _ISPU.index("pm10")
         result = _index_of(ispu_index, {p: means[:, i] for i, p in enumerate(_ISPU)}, rated)
-        aqi = _index_of(aqi_index, {"pm25": means[:, pm25], "pm10": means[:, pm10]}, rated)
+        aqi = _index_of(aqi_index, {p: means[:, _ISPU.index(p)] for p in _AQI}, rated)
         out.numbers = {"ispu": result["reported"], "aqi": aqi["reported"]}
         out.labels = {
             "ispu_category": result["category"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Final
 
 import click
 import numpy as np
@@ -14,6 +15,9 @@ from processors.bank import KindProcessor
 from processors.catalog import CATALOG, generic_spec
 
 __all__ = ["detect"]
+
+# The finding whose score is the calibrated anomaly score (processors/detectors/normal.py).
+CALIBRATED: Final = "unusual"
 
 
 def _seconds(text: str, offset_h: float) -> float:
@@ -52,7 +56,7 @@ def detect(
     delimiter: str,
     out_path: Path,
 ) -> None:
-    """Score every row of a series: score in [0, 1], a 0/1 anomaly flag and the detectors."""
+    """Score every row: calibrated score in [0, 1], a 0/1 anomaly flag and the detectors."""
     with source.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         header = list(reader.fieldnames or [])
@@ -82,8 +86,12 @@ def detect(
     score = np.zeros(len(rows))
     flag = np.zeros(len(rows), dtype=np.bool_)
     reasons: list[set[str]] = [set() for _ in rows]
+    calibrated = [f for f in findings if f.detector == CALIBRATED]
     for finding in findings:
-        np.maximum.at(score, finding.ref, np.nan_to_num(finding.score))
+        # The calibrated score ranks rows alike on every series; the fault detectors' own
+        # scores are on their own scales, so they make the score only where it is missing.
+        if finding.detector == CALIBRATED or not calibrated:
+            np.maximum.at(score, finding.ref, np.nan_to_num(finding.score))
         np.logical_or.at(flag, finding.ref, finding.flag)
         for ref in finding.ref[finding.flag].tolist():
             reasons[ref].add(finding.detector)

@@ -1,16 +1,23 @@
-"""Detector evaluation: precision, recall, F1 and detection delay per fault type.
+"""Detector evaluation: precision, recall, F1 and detection delay per fault type and setting.
 
-Three parts: (a) SKAB's labelled experiments; (b) real air-quality and water-level series with
-faults injected at seeded, recorded positions; (c) the same real series clean, for false
-alarms per device-week. Alarms are merged into events (flags of one detector on one device
-and field less than 3 reporting intervals apart); an injected fault counts as found when an
-alarm of its detector starts between the fault's start and 3 intervals after its end; an alarm
-inside another fault's window or inside a gap the real data already had is neither right nor
-wrong for the type being scored.
+Four parts: (a) SKAB's labelled experiments, event-level per experiment and point-wise pooled
+as SKAB's leaderboard counts it; (b) real air-quality and water-level series with faults
+injected at seeded, recorded positions, judged in two settings: "lone" (every series its own
+district, so no peer comparison) and "peers" (the data sets with three or more stations, each
+station with its district); (c) the same real series clean, for false alarms per device-week;
+(d) the NAB benchmark's standard score (simulators.nab), when it is there.
+
+Alarms are merged into events (flags of one detector on one device and field less than 3
+reporting intervals apart); an injected fault counts as found when an alarm of its detector
+starts between the fault's start and 3 intervals after its end; an alarm inside another fault's
+window or inside a gap the real data already had is neither right nor wrong for the type being
+scored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,37 +43,96 @@ from simulators.faults import (
     FaultEvent,
     inject_drift,
     inject_dropout,
+    inject_level_shift,
     inject_noise_burst,
     inject_spike,
     inject_stuck,
+    robust_scale,
 )
 
-__all__ = ["DETECTORS_FOR", "Report", "TypeScore", "evaluate_all", "run_series", "score"]
+__all__ = [
+    "DETECTORS_FOR",
+    "INJECTED_FAULTS",
+    "LONE_ON_PEERS",
+    "NAB_REFERENCE",
+    "SCORE_FINDING",
+    "SETTINGS",
+    "SKAB_BEST_POINTWISE_F1",
+    "VALUE_DETECTORS",
+    "CleanAlarms",
+    "PointScore",
+    "Report",
+    "TypeScore",
+    "evaluate_all",
+    "nab_score",
+    "pointwise",
+    "run_series",
+    "score",
+]
 
-# Which detectors' alarms answer which fault type.
+# Which detectors' alarms answer which fault type. `unusual` is a general score, not a type.
 DETECTORS_FOR: Final = {
     # A one-reading excursion beyond the physical range is caught as "impossible" first.
     "spike": ("spike", "impossible"),
     "stuck": ("stuck",),
     "dropout": ("dropout",),
-    "drift": ("drift",),
-    "noise_burst": ("spike", "rate_of_change", "impossible"),
+    "drift": ("drift", "level_shift"),
+    "level_shift": ("level_shift", "drift"),
+    "noise_burst": ("noise_burst", "spike", "rate_of_change", "impossible"),
     "lamp_out": ("lamp_out",),
     "day_burn": ("day_burn",),
     "power_off_rating": ("power_off_rating", "dim_not_honoured"),
 }
-VALUE_DETECTORS: Final = ("spike", "stuck", "rate_of_change", "drift")
-_VALUE_FAULTS: Final = ("spike", "stuck", "dropout", "drift", "noise_burst")
-# The injected fault rate: one event per this many weeks of data (at least 2 per series), and
-# each event's length in readings. Precision depends on this rate (real data has its own
-# rare oddities), so the report also gives false alarms per device-week on clean data.
-_PLAN: Final = (
-    ("spike", 2.0, 1),
-    ("stuck", 8.0, 48),
-    ("dropout", 8.0, 12),
-    ("noise_burst", 12.0, 12),
-    ("drift", 12.0, 168),
+VALUE_DETECTORS: Final = (
+    "spike",
+    "stuck",
+    "rate_of_change",
+    "drift",
+    "level_shift",
+    "noise_burst",
+    "pattern_lost",
 )
+SCORE_FINDING: Final = "unusual"  # the calibrated anomaly score's flag, counted on its own
+INJECTED_FAULTS: Final = ("spike", "stuck", "dropout", "drift", "level_shift", "noise_burst")
+SETTINGS: Final = ("lone", "peers")
+LONE_ON_PEERS: Final = "lone on peers' series"  # the lone setting scored on the peers' series
+# SKAB README leaderboard (waico/SKAB, outlier detection, all 34 experiments, out-of-box
+# algorithms): Conv-AE has the best point-wise F1, 0.79 (MSET 0.73, LSTM-AE 0.68).
+SKAB_BEST_POINTWISE_F1: Final = ("Conv-AE", 0.79)
+# NAB standard scores of the reference detectors on the 33 series (anomaly_benchmark/README).
+NAB_REFERENCE: Final = (
+    ("ARTime", 75.8),
+    ("contextOSE", 72.9),
+    ("HTM (numenta)", 71.7),
+    ("relativeEntropy", 51.8),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    """One line of the injection plan: how often, how long, how strong."""
+
+    fault: str
+    every_weeks: float  # one event per this many weeks of data (at least 2 per series)
+    readings: int  # length in readings ...
+    days: float = 0.0  # ... plus this many days at the series' interval
+    sd: float = 0.0  # amplitude in robust s.d. of the series' values (see faults.robust_scale)
+
+
+# Precision depends on the injection rate (real data has its own rare oddities), so the report
+# also gives false alarms per device-week on clean data.
+_PLAN: Final = (
+    _Fault("spike", 2.0, 1, sd=8.0),
+    _Fault("stuck", 8.0, 48),
+    _Fault("dropout", 8.0, 12),
+    _Fault("noise_burst", 12.0, 12, sd=1.5),
+    _Fault("drift", 12.0, 0, days=6.0, sd=4.0),  # a 4-day ramp to 4 s.d., then held 2 days
+    _Fault("level_shift", 12.0, 0, days=2.0, sd=3.0),
+)
+_DRIFT_RAMP_DAYS: Final = 4.0
+# Faults the peer drift detector answers: one station of a district at a time, since with two
+# of three drifting the median is a drifting one (out of the detector's scope).
+_PEER_FAULTS: Final = ("drift", "level_shift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +180,70 @@ class TypeScore:
         return float(np.mean(self.delays_s)) if self.delays_s else float("nan")
 
 
+@dataclass(frozen=True, slots=True)
+class PointScore:
+    """Point-wise confusion counts: every row one decision."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: PointScore) -> PointScore:
+        return PointScore(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def precision(self) -> float:
+        """Share of predicted rows that are labelled anomalous."""
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
+
+    @property
+    def recall(self) -> float:
+        """Share of labelled rows predicted."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+
+    @property
+    def f1(self) -> float:
+        """2TP / (2TP + FP + FN), as sklearn's binary F1 (0 when nothing is predicted right)."""
+        total = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / total if total else float("nan")
+
+
+def pointwise(predicted: npt.NDArray[np.bool_], labels: npt.NDArray[np.bool_]) -> PointScore:
+    """Confusion counts of row predictions against row labels."""
+    return PointScore(
+        int(np.sum(predicted & labels)),
+        int(np.sum(predicted & ~labels)),
+        int(np.sum(~predicted & labels)),
+    )
+
+
+@dataclass
+class CleanAlarms:
+    """Alarms per detector on the clean real series of one setting."""
+
+    alarms: dict[str, int]
+    device_weeks: float
+    devices: int
+
+    def per_device_week(self, detectors: Iterable[str]) -> float:
+        """Alarms of these detectors per device-week."""
+        total = sum(self.alarms.get(d, 0) for d in detectors)
+        return total / self.device_weeks if self.device_weeks else 0.0
+
+
 @dataclass
 class Report:
     """Everything `pantau evaluate` prints."""
 
-    injected: dict[str, TypeScore]
+    injected: dict[str, dict[str, TypeScore]]  # setting or LONE_ON_PEERS -> type -> figures
+    series: dict[str, int]  # setting -> how many injected series it judges
+    clean: dict[str, CleanAlarms]  # setting -> alarms on the clean series
     skab: list[tuple[str, TypeScore]]
-    clean_alarms: dict[str, int]
-    device_weeks: float
+    skab_points: dict[str, PointScore]  # which findings count -> pooled point-wise counts
+    skab_rows: int
+    nab: float | None  # Pantau's NAB standard score, None when not run
+    nab_note: str  # why it was not run, or where its scores went
     truth: list[FaultEvent]
-
-    @property
-    def false_alarms_per_device_week(self) -> float:
-        """Value-detector alarms on clean real series per device-week."""
-        return sum(self.clean_alarms.values()) / self.device_weeks if self.device_weeks else 0.0
 
 
 def _interval(ts: npt.NDArray[np.float64]) -> float:
@@ -135,11 +251,33 @@ def _interval(ts: npt.NDArray[np.float64]) -> float:
 
 
 def run_series(
-    series: Sequence[Series], *, facts: Mapping[str, DeviceFacts] | None = None
+    series: Sequence[Series],
+    *,
+    facts: Mapping[str, DeviceFacts] | None = None,
+    lone: bool = False,
 ) -> list[Alarm]:
-    """Run one kind's detector bank over several whole series at once; return merged alarms."""
+    """Run one kind's detector bank over several whole series at once; return merged alarms.
+
+    `lone`: every series is its own district (no peers); otherwise the series of one data set
+    and field form a district.
+    """
     if not series:
         return []
+    bank, spec, findings = _findings(series, facts=facts, lone=lone)
+    intervals = {s.name: _interval(s.ts) for s in series}
+    return merge_alarms(findings, bank, spec, intervals)
+
+
+def _findings(
+    series: Sequence[Series],
+    *,
+    facts: Mapping[str, DeviceFacts] | None = None,
+    lone: bool = False,
+) -> tuple[KindProcessor, KindSpec, list[Findings]]:
+    """The bank's flagged findings over whole series, one Findings per finding name.
+
+    `ref` is the reading's position in the series concatenated in the order given.
+    """
     kind = series[0].kind
     spec = CATALOG.get(kind) or generic_spec(series[0].fields, series[0].values)
     n = sum(len(s) for s in series)
@@ -154,7 +292,9 @@ def run_series(
     present = ~np.isnan(values)
     bank = KindProcessor(spec, facts, report_all=False)
     # Peers for the drift detector: series of one data set (and field) form a district.
-    districts = np.concatenate([np.full(len(s), _district(s.name)) for s in series])
+    districts = np.concatenate(
+        [np.full(len(s), s.name if lone else _district(s.name)) for s in series]
+    )
     # Fed in day-long batches in time order, as live data arrives, so peers are compared at
     # the same time (one batch of years would pair the k-th readings of each device instead).
     order = np.argsort(ts, kind="stable")
@@ -167,18 +307,22 @@ def run_series(
     )
     days = np.arange(ts[0], ts[-1] + 86400.0, 86400.0) if n else np.empty(0)
     bounds: npt.NDArray[np.intp] = np.searchsorted(ts, days)
-    findings: list[Findings] = []
+    by_name: dict[str, list[Findings]] = {}
     for lo, hi in zip(np.r_[0, bounds[1:]], np.r_[bounds[1:], n], strict=True):
-        if hi > lo:
-            findings += bank.process(
-                ids[lo:hi], ts[lo:hi], values[lo:hi], present[lo:hi], districts[lo:hi]
-            )
-    intervals = {s.name: _interval(s.ts) for s in series}
-    by_detector: dict[str, list[Findings]] = {}
-    for finding in findings:
-        by_detector.setdefault(finding.detector, []).append(finding)
-    joined = [Findings.concat(name, parts) for name, parts in by_detector.items()]
-    return merge_alarms(joined, bank, spec, intervals)
+        if hi <= lo:
+            continue
+        batch = bank.process(ids[lo:hi], ts[lo:hi], values[lo:hi], present[lo:hi], districts[lo:hi])
+        for finding in batch:
+            flagged = finding.flagged()
+            if len(flagged):
+                # Batch positions -> positions in the caller's concatenation (-1: none).
+                inside = (flagged.ref >= 0) & (flagged.ref < hi - lo)
+                ref = np.where(inside, order[lo + np.where(inside, flagged.ref, 0)], -1)
+                by_name.setdefault(finding.detector, []).append(
+                    dataclasses.replace(flagged, ref=ref.astype(np.int64))
+                )
+    joined = [Findings.concat(name, parts) for name, parts in by_name.items()]
+    return bank, spec, joined
 
 
 def _district(name: str) -> str:
@@ -229,56 +373,88 @@ def inject(
 ) -> tuple[Series, list[FaultEvent]]:
     """Inject the standard plan of faults into one field of a series at seeded positions.
 
-    A drift whose span would overlap one of `drift_clear_of` (drifts already injected into
-    the series' peers) is left out and its slot stays clean, so every other fault keeps its
-    seeded position.
+    A drift or level shift whose span would overlap one of `drift_clear_of` (those already
+    injected into the series' peers) is left out and its slot stays clean, so every other
+    fault keeps its seeded position.
     """
     values = series.values.copy()
     keep = np.ones(len(series), dtype=np.bool_)
     j = series.fields.index(field_name)
     column = values[:, j]
     signed = bool(np.nanmin(column) < 0)  # negative spikes only where the data goes negative
-    scale = 1  # lengths are in readings, whatever the reporting interval
+    scale = robust_scale(column)  # of the clean series, before any fault moves it
+    per_day = 86400.0 / _interval(series.ts)
     weeks = (series.ts[-1] - series.ts[0]) / (7 * 86400.0)
+    lengths = {f.fault: f.readings + round(f.days * per_day) for f in _PLAN}
     plan = [
-        (fault, length * (1 if fault == "spike" else scale))
-        for fault, every, length in _PLAN
-        for _ in range(max(2, int(weeks / every)))
-        if fault not in skip
+        f for f in _PLAN for _ in range(max(2, int(weeks / f.every_weeks))) if f.fault not in skip
     ]
     rng.shuffle(plan)
-    margin, warmup = 60 * scale, 500
-    slots = _slots(len(series), [length for _, length in plan], margin, warmup, rng)
+    margin, warmup = 60, 500
+    plan = _fit(plan, lengths, len(series) - warmup, margin)
+    slots = _slots(len(series), [lengths[f.fault] for f in plan], margin, warmup, rng)
     events: list[FaultEvent] = []
-    for (fault, length), start in zip(plan, slots, strict=True):
-        end = min(start + length, len(series)) - 1
-        if fault == "drift" and any(
+    for fault, start in zip(plan, slots, strict=True):
+        end = min(start + lengths[fault.fault], len(series)) - 1
+        if fault.fault in _PEER_FAULTS and any(
             series.ts[start] <= hi and lo <= series.ts[end] for lo, hi in drift_clear_of
         ):
             continue
-        if fault == "spike":
-            sign = float(rng.choice([-1.0, 1.0])) if signed else 1.0
-            inject_spike(column, start, magnitude=8.0, sign=sign)
-        elif fault == "stuck":
-            inject_stuck(column, start, length)
-        elif fault == "drift":
-            inject_drift(column, start, length, total=6.0)
-        elif fault == "noise_burst":
-            inject_noise_burst(column, start, length, rng)
-        else:
-            inject_dropout(keep, start, length)
+        _inject_one(fault, column, keep, start, lengths[fault.fault], scale, signed, rng)
         events.append(
             FaultEvent(
                 series.name,
                 series.kind,
-                "" if fault == "dropout" else field_name,
-                fault,
+                "" if fault.fault == "dropout" else field_name,
+                fault.fault,
                 float(series.ts[start]),
                 float(series.ts[end]),
             )
         )
     injected = Series(series.name, series.kind, series.fields, series.ts[keep], values[keep])
     return injected, events
+
+
+def _inject_one(
+    fault: _Fault,
+    column: npt.NDArray[np.float64],
+    keep: npt.NDArray[np.bool_],
+    start: int,
+    length: int,
+    scale: float,
+    signed: bool,
+    rng: np.random.Generator,
+) -> None:
+    """Apply one planned fault in place."""
+    if fault.fault == "spike":
+        sign = float(rng.choice([-1.0, 1.0])) if signed else 1.0
+        inject_spike(column, start, magnitude=fault.sd, sign=sign, scale=scale)
+    elif fault.fault == "stuck":
+        inject_stuck(column, start, length)
+    elif fault.fault == "drift":
+        ramp = round(length * _DRIFT_RAMP_DAYS / fault.days)
+        inject_drift(column, start, ramp, total=fault.sd, hold=length - ramp, scale=scale)
+    elif fault.fault == "level_shift":
+        # Down only where the shifted span stays inside the data's own sign.
+        down = signed or float(np.nanmin(column[start : start + length])) >= fault.sd * scale
+        sign = float(rng.choice([-1.0, 1.0])) if down else 1.0
+        inject_level_shift(column, start, length, magnitude=fault.sd, sign=sign, scale=scale)
+    elif fault.fault == "noise_burst":
+        inject_noise_burst(column, start, length, rng, magnitude=fault.sd, scale=scale)
+    else:
+        inject_dropout(keep, start, length)
+
+
+def _fit(plan: list[_Fault], lengths: dict[str, int], room: int, margin: int) -> list[_Fault]:
+    """The plan, less the longest faults of types planned more than once, until it fits."""
+    plan = list(plan)
+    while sum(lengths[f.fault] + margin for f in plan) >= room:
+        counts = Counter(f.fault for f in plan)
+        spare = [i for i, f in enumerate(plan) if counts[f.fault] > 1]
+        if not spare:
+            raise ValueError("series too short for the injection plan")
+        plan.pop(max(spare, key=lambda i: lengths[plan[i].fault]))
+    return plan
 
 
 def _slots(
@@ -375,27 +551,87 @@ def default_series(data: Path) -> list[tuple[Series, tuple[str, ...]]]:
     return out
 
 
-def evaluate_all(data: Path, *, seed: int = 2026, max_readings: int | None = None) -> Report:
-    """Run parts (a), (b) and (c) on the shared data folder."""
+def evaluate_all(
+    data: Path,
+    *,
+    seed: int = 2026,
+    max_readings: int | None = None,
+    nab: bool = True,
+) -> Report:
+    """Run parts (a) to (d) on the shared data folder."""
     rng = np.random.default_rng(seed)
     chosen = [(_head(s, max_readings), f) for s, f in default_series(data)]
-    # (b) one injected copy per (series, field), so events on different fields never overlap.
-    # Not injected where the data cannot show the fault at all: a stuck sensor on the Jakarta
-    # gates, whose manual readings sit on one value for days (median run far above 48), and
-    # drift where the district has too few stations to pin a drift on one of them (the UCI
-    # station is alone; the shared data hold only two of the Beijing PRSA stations). And one
-    # drifting station per district at a time: with two of three drifting the median is a
-    # drifting one (out of the detector's scope), and placed independently per series at this
-    # rate, 13 of the 33 drifts of seed 2026 overlapped another in their district.
-    skip = {f"jakarta-{g}": ("stuck",) for g in ("katulampa", "depok", "manggarai")}
+    # Peers: the data sets with three or more stations (the EA Calder gauges, the Jakarta
+    # gates; the shared data hold only two of the Beijing PRSA stations, UCI's is alone).
     stations = Counter(_district(s.name) for s, _ in chosen)
-    for series, _ in chosen:
-        if stations[_district(series.name)] < MIN_STATIONS:
-            skip[series.name] = (*skip.get(series.name, ()), "drift")
+    with_peers = {s.name for s, _ in chosen if stations[_district(s.name)] >= MIN_STATIONS}
+    injected, truth, ignore = _inject_all(chosen, with_peers, rng)
+    intervals = {s.name: _interval(s.ts) for s in injected}
+    scores: dict[str, dict[str, TypeScore]] = {}
+    counted: dict[str, int] = {}
+    clean: dict[str, CleanAlarms] = {}
+    peer_names = {s.name for s in injected if s.name.partition(":")[0] in with_peers}
+    for setting in SETTINGS:
+        lone = setting == "lone"
+        judged = [s for s in injected if lone or s.name in peer_names]
+        alarms: list[Alarm] = []
+        for kind in ("air_quality", "water_level"):
+            alarms += run_series([s for s in judged if s.kind == kind], lone=lone)
+        scores[setting] = _score_on(alarms, truth, intervals, ignore, {s.name for s in judged})
+        counted[setting] = len(judged)
+        if lone:
+            # The same series as "peers", judged alone: what the peers add, type by type.
+            scores[LONE_ON_PEERS] = _score_on(alarms, truth, intervals, ignore, peer_names)
+        # (c) the clean series of the same setting: value-detector alarms per device-week.
+        clean[setting] = _clean_alarms([s for s, _ in chosen if lone or s.name in with_peers], lone)
+    skab, points, rows = _skab(data / "sensor_faults" / "skab")
+    nab_result, nab_note = nab_score(data / "anomaly_benchmark") if nab else (None, "")
+    return Report(
+        scores,
+        counted,
+        clean,
+        skab,
+        points,
+        rows,
+        nab_result,
+        nab_note or "skipped (--no-nab)",
+        truth,
+    )
+
+
+def _score_on(
+    alarms: list[Alarm],
+    truth: list[FaultEvent],
+    intervals: dict[str, float],
+    ignore: list[tuple[str, float, float]],
+    names: set[str],
+) -> dict[str, TypeScore]:
+    """Scores of the injected fault types on the series named."""
+    return score(
+        [a for a in alarms if a.device in names],
+        [e for e in truth if e.device_id in names],
+        intervals,
+        [g for g in ignore if g[0] in names],
+        faults=INJECTED_FAULTS,
+    )
+
+
+def _inject_all(
+    chosen: list[tuple[Series, tuple[str, ...]]], with_peers: set[str], rng: np.random.Generator
+) -> tuple[list[Series], list[FaultEvent], list[tuple[str, float, float]]]:
+    """One injected copy per (series, field), so events on different fields never overlap.
+
+    Not injected where the data cannot show the fault at all: a stuck sensor on the Jakarta
+    gates, whose manual readings sit on one value for days (median run far above 48). And one
+    drifting or shifted station per peer district (`with_peers`) at a time (see _PEER_FAULTS):
+    placed independently per series, 13 of the 33 drifts of seed 2026 once overlapped another
+    in their district.
+    """
+    skip = {f"jakarta-{g}": ("stuck",) for g in ("katulampa", "depok", "manggarai")}
     injected: list[Series] = []
     truth: list[FaultEvent] = []
     ignore: list[tuple[str, float, float]] = []
-    drifts: dict[str, list[tuple[float, float]]] = {}  # injected drift spans per district
+    shifted: dict[str, list[tuple[float, float]]] = {}  # drift/shift spans per district
     for series, field_names in chosen:
         for field_name in field_names:
             # Only the injected field: alarms on the others belong to part (c).
@@ -408,35 +644,29 @@ def evaluate_all(data: Path, *, seed: int = 2026, max_readings: int | None = Non
                 series.ts[sent],
                 series.values[sent][:, [j]],
             )
-            peers = drifts.setdefault(_district(copy.name), [])
+            # Separate lists for series without peers: nothing to keep clear of.
+            peers = shifted.setdefault(
+                _district(copy.name) if series.name in with_peers else copy.name, []
+            )
             modified, events = inject(
                 copy, rng, field_name, skip=skip.get(series.name, ()), drift_clear_of=peers
             )
-            peers += [(e.start, e.end) for e in events if e.fault == "drift"]
+            peers += [(e.start, e.end) for e in events if e.fault in _PEER_FAULTS]
             injected.append(modified)
             truth += events
             ignore += real_gaps(copy)
-    intervals = {s.name: _interval(s.ts) for s in injected}
-    alarms: list[Alarm] = []
+    return injected, truth, ignore
+
+
+def _clean_alarms(clean: list[Series], lone: bool) -> CleanAlarms:
+    """Value-detector and `unusual` alarms on clean series, and their device-weeks."""
+    counts: dict[str, int] = dict.fromkeys((*VALUE_DETECTORS, SCORE_FINDING), 0)
     for kind in ("air_quality", "water_level"):
-        alarms += run_series([s for s in injected if s.kind == kind])
-    injected_scores = score(alarms, truth, intervals, ignore, faults=_VALUE_FAULTS)
-    # (c) clean series: value-detector alarms per device-week.
-    clean = [s for s, _ in chosen]
-    clean_alarms: dict[str, int] = dict.fromkeys(VALUE_DETECTORS, 0)
-    for kind in ("air_quality", "water_level"):
-        for alarm in run_series([s for s in clean if s.kind == kind]):
-            if alarm.detector in clean_alarms:
-                clean_alarms[alarm.detector] += 1
+        for alarm in run_series([s for s in clean if s.kind == kind], lone=lone):
+            if alarm.detector in counts:
+                counts[alarm.detector] += 1
     weeks = sum((s.ts[-1] - s.ts[0]) / (7 * 86400.0) for s in clean)
-    # (a) SKAB: labelled collective anomalies; any value-detector alarm counts.
-    skab_scores: list[tuple[str, TypeScore]] = []
-    for path in sorted((data / "sensor_faults" / "skab").glob("*/*.csv")):
-        experiment = load_skab(path)
-        if experiment.labels is None or not experiment.labels.any():
-            continue
-        skab_scores.append((experiment.name, _score_labelled(experiment)))
-    return Report(injected_scores, skab_scores, clean_alarms, weeks, truth)
+    return CleanAlarms(counts, weeks, len(clean))
 
 
 def _head(series: Series, n: int | None) -> Series:
@@ -446,7 +676,47 @@ def _head(series: Series, n: int | None) -> Series:
     return Series(series.name, series.kind, series.fields, series.ts[:n], series.values[:n])
 
 
-def _score_labelled(experiment: Series) -> TypeScore:
+def _skab(
+    folder: Path,
+) -> tuple[list[tuple[str, TypeScore]], dict[str, PointScore], int]:
+    """(a) SKAB: event-level per experiment, and point-wise counts pooled over all rows."""
+    events: list[tuple[str, TypeScore]] = []
+    value_only, with_score = PointScore(), PointScore()
+    rows = 0
+    for path in sorted(folder.glob("*/*.csv")):
+        experiment = load_skab(path)
+        if experiment.labels is None or not experiment.labels.any():
+            continue  # anomaly-free: no labels to score against
+        bank, spec, findings = _findings([experiment], lone=True)
+        intervals = {experiment.name: _interval(experiment.ts)}
+        alarms = merge_alarms(findings, bank, spec, intervals)
+        events.append((experiment.name, _score_labelled(experiment, alarms)))
+        value_only += pointwise(
+            _rows_flagged(findings, VALUE_DETECTORS, len(experiment)), experiment.labels
+        )
+        with_score += pointwise(
+            _rows_flagged(findings, (*VALUE_DETECTORS, SCORE_FINDING), len(experiment)),
+            experiment.labels,
+        )
+        rows += len(experiment)
+    points = {"value detectors": value_only, f"value detectors or {SCORE_FINDING}": with_score}
+    return events, points, rows
+
+
+def _rows_flagged(
+    findings: Iterable[Findings], detectors: Iterable[str], n: int
+) -> npt.NDArray[np.bool_]:
+    """Rows where any of these detectors flags any field."""
+    wanted = set(detectors)
+    predicted = np.zeros(n, dtype=np.bool_)
+    for finding in findings:
+        if finding.detector in wanted:
+            ref = finding.ref[(finding.ref >= 0) & (finding.field >= 0)]
+            predicted[ref] = True
+    return predicted
+
+
+def _score_labelled(experiment: Series, alarms: list[Alarm]) -> TypeScore:
     """Event-level score of one labelled experiment: the anomaly interval found or not."""
     assert experiment.labels is not None
     labels = experiment.labels
@@ -463,7 +733,7 @@ def _score_labelled(experiment: Series) -> TypeScore:
         )
         for s, e in zip(starts, ends, strict=True)
     ]
-    alarms = [a for a in run_series([experiment]) if a.detector in VALUE_DETECTORS]
+    alarms = [a for a in alarms if a.detector in VALUE_DETECTORS]
     result = TypeScore("labelled")
     interval = _interval(experiment.ts)
     for event in events:
@@ -478,3 +748,23 @@ def _score_labelled(experiment: Series) -> TypeScore:
         else:
             result.false_alarms += 1
     return result
+
+
+def nab_score(benchmark: Path, out_dir: Path | None = None) -> tuple[float | None, str]:
+    """Pantau's NAB standard score via simulators.nab, or None and why it was not run."""
+    if not benchmark.is_dir():
+        return None, f"skipped (no benchmark folder {benchmark})"
+    try:
+        # Imported here: the NAB runner is optional and may not exist in this checkout yet.
+        from simulators.nab import run_nab  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as error:
+        if error.name != "simulators.nab":
+            raise
+        return None, "skipped (simulators.nab is not there yet)"
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = run_nab(benchmark, out_dir)
+        return float(result.score), f"detector outputs in {out_dir}"
+    with tempfile.TemporaryDirectory(prefix="pantau-nab-") as scratch:
+        result = run_nab(benchmark, Path(scratch))
+    return float(result.score), "standard profile"

@@ -1,9 +1,11 @@
 """Fault injection with ground truth: pure numpy edits of a series, and the truth file format.
 
-Value faults (spike, stuck, drift, noise_burst) change values in place; dropout removes
-readings. Every injected fault is one `FaultEvent`; `write_ground_truth`/`read_ground_truth`
-keep them in the CSV that `pantau evaluate` reads. Device-level faults of the simulated fleet
-(lamp_out, day_burn, power_off_rating, duplicate, out_of_order, malformed) use the same file.
+Value faults (spike, stuck, drift, level_shift, noise_burst) change values in place; dropout
+removes readings. Amplitudes are in robust standard deviations of the series' values (1.4826 x
+the MAD of the values themselves, not of their differences; see `robust_scale`). Every
+injected fault is one `FaultEvent`; `write_ground_truth`/`read_ground_truth` keep them in the
+CSV that `pantau evaluate` reads. Device-level faults of the simulated fleet (lamp_out,
+day_burn, power_off_rating, duplicate, out_of_order, malformed) use the same file.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ __all__ = [
     "FaultEvent",
     "inject_drift",
     "inject_dropout",
+    "inject_level_shift",
     "inject_noise_burst",
     "inject_spike",
     "inject_stuck",
     "read_ground_truth",
+    "robust_scale",
     "write_ground_truth",
 ]
 
@@ -35,6 +39,7 @@ FAULT_TYPES: Final = (
     "drift",
     "dropout",
     "noise_burst",
+    "level_shift",
     "lamp_out",
     "day_burn",
     "power_off_rating",
@@ -89,7 +94,8 @@ def read_ground_truth(path: Path) -> list[FaultEvent]:
         ]
 
 
-def _robust_scale(values: _Float) -> float:
+def robust_scale(values: _Float) -> float:
+    """1.4826 x the MAD of the finite values (the series' own spread, not of its steps)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 1.0
@@ -108,7 +114,7 @@ def inject_spike(
     scale: float | None = None,
 ) -> None:
     """One reading jumps by `magnitude` robust standard deviations of the series (or `scale`)."""
-    values[index] += sign * magnitude * (_robust_scale(values) if scale is None else scale)
+    values[index] += sign * magnitude * (robust_scale(values) if scale is None else scale)
 
 
 def inject_stuck(values: _Float, start: int, length: int) -> None:
@@ -116,17 +122,50 @@ def inject_stuck(values: _Float, start: int, length: int) -> None:
     values[start : start + length] = values[start - 1] if start > 0 else values[start]
 
 
-def inject_drift(values: _Float, start: int, length: int, *, total: float = 6.0) -> None:
-    """A linear offset growing to `total` robust standard deviations over the span."""
-    ramp = np.linspace(0.0, total * _robust_scale(values), length)
-    values[start : start + length] += ramp
+def inject_drift(
+    values: _Float,
+    start: int,
+    length: int,
+    *,
+    total: float = 6.0,
+    hold: int = 0,
+    scale: float | None = None,
+) -> None:
+    """An offset ramping from 0 to `total` robust s.d. over `length` readings, then held `hold`."""
+    step = total * (robust_scale(values) if scale is None else scale)
+    offset = np.r_[np.linspace(0.0, step, length), np.full(hold, step)]
+    span = values[start : start + length + hold]
+    span += offset[: len(span)]
+
+
+def inject_level_shift(
+    values: _Float,
+    start: int,
+    length: int,
+    *,
+    magnitude: float = 3.0,
+    sign: float = 1.0,
+    scale: float | None = None,
+) -> None:
+    """An abrupt offset of `magnitude` robust s.d., held for `length` readings, then gone."""
+    values[start : start + length] += (
+        sign * magnitude * (robust_scale(values) if scale is None else scale)
+    )
 
 
 def inject_noise_burst(
-    values: _Float, start: int, length: int, rng: np.random.Generator, *, magnitude: float = 4.0
+    values: _Float,
+    start: int,
+    length: int,
+    rng: np.random.Generator,
+    *,
+    magnitude: float = 4.0,
+    scale: float | None = None,
 ) -> None:
     """Zero-mean noise of `magnitude` robust standard deviations for `length` readings."""
-    values[start : start + length] += rng.normal(0.0, magnitude * _robust_scale(values), length)
+    sd = magnitude * (robust_scale(values) if scale is None else scale)
+    span = values[start : start + length]
+    span += rng.normal(0.0, sd, len(span))
 
 
 def inject_dropout(keep: npt.NDArray[np.bool_], start: int, length: int) -> None:

@@ -18,6 +18,7 @@ DEFAULT_INTERVAL_S: Final = {"air_quality": 60.0, "streetlight": 60.0, "water_le
 _EXAMPLE_LAYOUT: Final = {"air_quality": 1, "streetlight": 3, "water_level": 1}
 _EXTRA_LAMP_WATTS: Final = (90.0, 60.0, 40.0, 120.0)
 _GOLDEN_ANGLE: Final = math.pi * (3.0 - math.sqrt(5.0))
+_PEER_GROUP: Final = {"air_quality": "airshed:{city}", "water_level": "river:{river}"}
 
 
 def _position(district: District, kind: str, k: int) -> tuple[float, float]:
@@ -40,6 +41,7 @@ def _device(city: str, district: District, kind: str, k: int) -> Device:
     lat, lon = _position(district, kind, k)
     gauge = kind == "water_level"
     watts = district.lamp_watts + _EXTRA_LAMP_WATTS
+    peers = _PEER_GROUP.get(kind)
     return Device(
         device_id=f"{KIND_PREFIX[kind]}-{district.name}-{k + 1:02d}",
         kind=kind,
@@ -53,6 +55,10 @@ def _device(city: str, district: District, kind: str, k: int) -> Device:
         awas_cm=district.awas_cm if gauge else None,
         rated_w=watts[k % len(watts)] if kind == "streetlight" else None,
         river=district.river if gauge else None,
+        # The drift detector's peers: a gauge's river, the city's airshed, a lamp's circuit
+        # (the registry's default, its district). Further gauges of a district are not ordered.
+        peer_group=peers.format(city=city, river=district.river.lower()) if peers else None,
+        peer_order=district.peer_order if gauge and k == 0 else None,
     )
 
 

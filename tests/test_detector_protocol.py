@@ -12,11 +12,13 @@ import pytest
 from processors.bank import SEVERITY, DeviceFacts, KindProcessor
 from processors.catalog import CATALOG, generic_spec
 from processors.detectors import DETECTORS, Detector, StreetlightDetector, detectors_for
+from processors.detectors.normal import NormalDetector
 from processors.state import SavedState, StateField
 
 FIXTURE = Path(__file__).parent / "data" / "processor_snapshot_v1.npz"
 SPECS = {**CATALOG, "generic": generic_spec(("a", "b"), np.zeros((2, 2)))}
 FINDINGS = ("ref", "row", "field", "ts", "value", "score", "flag")
+NORMAL_FINDINGS = {r.finding for r in NormalDetector.reports}
 
 
 def batch(spec: Any, seed: int, devices: int = 6, per: int = 4) -> tuple[Any, ...]:
@@ -96,7 +98,8 @@ def test_the_registration_list_builds_each_kind() -> None:
             "SilenceDetector",
             "DriftDetector",
         ]
-        assert names[6:] == (["StreetlightDetector"] if kind == "streetlight" else [])
+        lamps = ["StreetlightDetector"] if kind == "streetlight" else []
+        assert names[6:] == ["NormalDetector", *lamps]
 
 
 def test_report_all_is_a_constructor_argument() -> None:
@@ -127,6 +130,10 @@ def test_severity_is_declared_by_the_detectors_and_unchanged() -> None:
         "power_off_rating": "warning",
         "day_burn": "info",
         "dim_not_honoured": "info",
+        "unusual": "info",
+        "level_shift": "warning",
+        "noise_burst": "warning",
+        "pattern_lost": "info",
     }
 
 
@@ -166,10 +173,20 @@ def test_a_snapshot_of_the_code_before_versions_restores_identically() -> None:
     bank = KindProcessor(CATALOG["water_level"], facts)  # the registry the fixture was made with
     bank.restore(saved)
     snapshot = bank.snapshot()
-    assert_same_arrays({k: v for k, v in snapshot.items() if not k.endswith("__version__")}, saved)
+    # LiveIndicators version 2 added what forget() may take back: unknown after a migration.
+    added = {"LiveIndicators.air_ts", "LiveIndicators.air_value"}
+    assert all(np.isnan(snapshot[k]).all() for k in added)
+    # The learned normal came later still: it starts fresh (in warm-up) on that snapshot.
+    normal = NormalDetector.name + "."
+    kept = {
+        k: v
+        for k, v in snapshot.items()
+        if not k.endswith("__version__") and k not in added and not k.startswith(normal)
+    }
+    assert_same_arrays(kept, saved)
     for k in range(2):
         args = [arrays[f"next{k}/{n}"] for n in ("ids", "ts", "values", "present", "districts")]
-        findings = bank.process(*args)
+        findings = [f for f in bank.process(*args) if f.detector not in NORMAL_FINDINGS]
         for f in findings:
             for name in FINDINGS:
                 expected = arrays[f"expected{k}/{f.detector}/{name}"]

@@ -138,13 +138,14 @@ def test_anomalies_and_indicators_are_stored_and_published(
             ("aq-1", "pm25", 900.0)
         ]
         assert spikes[0]["time"] == round((start + 25 * 3600) * 1e6) * 1000
+        assert spikes[0]["kept_out"] == "ispu,aqi"  # the indicators it was kept out of
         indicators = {r["device_id"]: r for r in rows(client, "indicator")}
         assert indicators["wl-1"]["flood_status"] == "Siaga"  # 265 cm: past Siaga at 250
         assert indicators["wl-1"]["rate_cm_h"] == pytest.approx(180.0, rel=0.01)
-        # The 24-hour means of hours 6..29 (the newest 24), spike included: indicators take
-        # every valid reading.
-        pm25 = [30.0 + (h % 3) if h != 25 else 900.0 for h in range(6, 30)]
-        expected = ispu_index({"pm25": [sum(pm25) / 24], "pm10": [50.0]})
+        # The 24-hour means of hours 6..29 (the newest 24) without the spike at hour 25:
+        # indicators use only readings not flagged as faults.
+        day = [30.0 + (h % 3) for h in range(6, 30) if h != 25]
+        expected = ispu_index({"pm25": [sum(day) / len(day)], "pm10": [50.0]})
         assert indicators["aq-1"]["ispu"] == expected.reported[0]
         assert indicators["aq-1"]["ispu_category"] == expected.category[0]
         topic = f"pantau/derived/{city}/kemangkon/water_level/wl-1/indicator"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -8,11 +9,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pantau.registry import COLUMNS, Device, DeviceError, Registry, RegistryError
+from pantau.registry import (
+    COLUMNS,
+    Device,
+    DeviceError,
+    Registry,
+    RegistryError,
+    facts_from_registry,
+)
 from processors.catalog import KINDS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "registry.example.csv"
-HEADER = ",".join(COLUMNS)
+# The columns up to river: rows below leave the optional peer columns out of the header.
+HEADER = ",".join(COLUMNS[: COLUMNS.index("river") + 1])
+PEER_HEADER = ",".join(COLUMNS)
 AQ = "aq-x-01,air_quality,purbalingga,kalimanah,-7.41,109.33,60,,,,,"
 SL = "sl-x-01,streetlight,purbalingga,kalimanah,-7.41,109.33,60,,,,90,"
 WL = "wl-x-01,water_level,purbalingga,kalimanah,-7.41,109.33,300,150,250,350,,Klawing"
@@ -137,6 +147,12 @@ def test_device_normalises_numbers_to_float() -> None:
         ({"awas_cm": 200.0}, "awas_cm", "thresholds must rise strictly"),
         ({"siaga_cm": None}, "siaga_cm", "gauge needs all of siaga_cm"),
         ({"rated_w": 60.0}, "rated_w", "rated_w given for kind water_level"),
+        ({"peer_group": 5}, "peer_group", "peer_group must be text, got 5"),
+        ({"peer_group": " river:x"}, "peer_group", "must be non-empty, without outer spaces"),
+        ({"peer_order": 0}, "peer_order", "peer_order 0 must be a whole number >= 1"),
+        ({"peer_order": 1.5}, "peer_order", "peer_order 1.5 must be a whole number >= 1"),
+        ({"peer_order": True}, "peer_order", "peer_order must be a number, got True"),
+        ({"river": None, "peer_order": 2}, "peer_order", "peer_order needs a river or"),
     ],
 )
 def test_device_errors_name_their_field(
@@ -161,7 +177,7 @@ def test_registry_constructor_rejects_duplicates() -> None:
 def test_empty_registry_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     Registry([]).write_csv(path)
-    assert path.read_text(encoding="utf-8") == HEADER + "\n"
+    assert path.read_text(encoding="utf-8") == PEER_HEADER + "\n"
     assert len(Registry.from_csv(path)) == 0
 
 
@@ -370,13 +386,15 @@ def finite(low: float, high: float) -> st.SearchStrategy[float]:
 def devices(draw: st.DrawFn, device_id: str) -> Device:
     kind = draw(st.sampled_from(KINDS))
     waspada = siaga = awas = rated_w = None
-    river = None
+    river = peer_order = None
     if kind == "water_level":
         levels = draw(st.lists(finite(-1000.0, 10000.0), min_size=3, max_size=3, unique=True))
         waspada, siaga, awas = sorted(levels)
         if not waspada < siaga < awas:  # 0.0 and -0.0 are "unique" yet equal
             waspada, siaga, awas = -1.0, 0.5, 2.0
         river = draw(rivers)
+        if river is not None:
+            peer_order = draw(st.none() | st.integers(1, 10**6))
     elif kind == "streetlight":
         rated_w = draw(finite(1e-3, 2000.0))
     return Device(
@@ -392,6 +410,8 @@ def devices(draw: st.DrawFn, device_id: str) -> Device:
         awas_cm=awas,
         rated_w=rated_w,
         river=river,
+        peer_group=draw(rivers),
+        peer_order=peer_order,
     )
 
 
@@ -413,3 +433,93 @@ def test_write_read_round_trip(tmp_path: Path, registry: Registry) -> None:
     first = path.read_bytes()
     again.write_csv(path)
     assert path.read_bytes() == first
+
+
+# Peer groups (the drift detector's peers).
+
+
+def test_example_peer_groups_follow_the_rivers() -> None:
+    registry = Registry.from_csv(EXAMPLE)
+    klawing = sorted(
+        (g for g in registry.by_kind("water_level") if g.peer == "river:klawing"),
+        key=lambda g: g.peer_order or 0,
+    )
+    assert [g.district for g in klawing] == [
+        "karangjambu",
+        "karangreja",
+        "bobotsari",
+        "purbalingga",
+        "kaligondang",
+        "kalimanah",
+        "kemangkon",
+    ]
+    # North (upstream) to south.
+    assert [g.lat for g in klawing] == sorted((g.lat for g in klawing), reverse=True)
+    gauges = registry.by_kind("water_level")
+    serayu = {g.district: g.peer_order for g in gauges if g.peer == "river:serayu"}
+    assert serayu == {"kejobong": 1, "bukateja": 2}
+    for gauge in registry.by_kind("water_level"):
+        assert gauge.peer == "river:" + (gauge.river or "").lower()
+    assert {d.peer for d in registry.by_kind("air_quality")} == {"airshed:purbalingga"}
+    for lamp in registry.by_kind("streetlight"):
+        assert lamp.peer_group is None and lamp.peer == f"circuit:{lamp.district}"
+
+
+def test_peer_group_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, AQ, SL, WL, WL.replace("wl-x-01", "wl-x-02")[: -len("Klawing")])
+    registry = Registry.from_csv(path)
+    peers = {d.device_id: (d.peer_group, d.peer, d.peer_order) for d in registry}
+    assert peers == {
+        "aq-x-01": (None, "airshed:purbalingga", None),
+        "sl-x-01": (None, "circuit:kalimanah", None),
+        "wl-x-01": (None, "river:klawing", None),
+        "wl-x-02": (None, None, None),  # no river, no group: the bank uses its district
+    }
+    multi = Device("wl-1", "water_level", "c", "d", 0, 0, 300, 1, 2, 3, river="Kali  Pelus")
+    assert multi.peer == "river:kali-pelus"
+
+
+def test_peer_columns_are_read_and_written(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        PEER_HEADER,
+        AQ + ",airshed:south,",
+        SL + ",circuit:7,",
+        WL + ",,3",
+        WL.replace("wl-x-01", "wl-x-02") + ",river:upper-klawing,1",
+    )
+    registry = Registry.from_csv(path)
+    peers = {d.device_id: (d.peer, d.peer_order) for d in registry}
+    assert peers == {
+        "aq-x-01": ("airshed:south", None),
+        "sl-x-01": ("circuit:7", None),
+        "wl-x-01": ("river:klawing", 3),
+        "wl-x-02": ("river:upper-klawing", 1),
+    }
+    again = tmp_path / "again.csv"
+    registry.write_csv(again)
+    assert again.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+    facts = facts_from_registry(registry)
+    assert facts["wl-x-01"].peer_order == 3.0 and math.isnan(facts["aq-x-01"].peer_order)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "reason"),
+    [
+        (AQ + ",,1", "peer_order", "peer_order given for kind air_quality (gauges only)"),
+        (SL + ",,2", "peer_order", "peer_order given for kind streetlight (gauges only)"),
+        (WL + ",,0", "peer_order", "peer_order 0 must be a whole number >= 1"),
+        (WL + ",,2.5", "peer_order", "peer_order 2.5 must be a whole number >= 1"),
+        (WL + ",,-1", "peer_order", "peer_order -1 must be a whole number >= 1"),
+        (WL + ",,first", "peer_order", "peer_order 'first' is not a number"),
+        (WL[: -len("Klawing")] + ",,1", "peer_order", "peer_order needs a river or a peer_group"),
+        (WL + ',"river:\tx",', "peer_group", "must be one line of at most 200 characters"),
+        (WL + "," + "x" * 201 + ",", "peer_group", "must be one line of at most 200 characters"),
+    ],
+)
+def test_peer_column_errors_name_row_field_and_reason(
+    tmp_path: Path, row: str, field: str, reason: str
+) -> None:
+    error = load_error(tmp_path, PEER_HEADER, AQ + ",,", row, field=field)
+    assert error.line == 3
+    assert reason in error.reason

@@ -3,6 +3,7 @@
 from processors.detectors.base import BatchView, Findings, Readings
 from processors.detectors.drift import DriftDetector
 from processors.detectors.impossible import ImpossibleDetector, PhysicalRange
+from processors.detectors.normal import NormalDetector
 from processors.detectors.protocol import Detector, DetectorBase, Report, Severity
 from processors.detectors.rate import RateDetector
 from processors.detectors.registry import DETECTORS, SEVERITY, detectors_for
@@ -20,6 +21,7 @@ __all__ = [
     "DriftDetector",
     "Findings",
     "ImpossibleDetector",
+    "NormalDetector",
     "PhysicalRange",
     "RateDetector",
     "Readings",

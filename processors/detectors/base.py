@@ -102,7 +102,7 @@ class BatchView:
     maps the a carried fields to catalog columns. Values are NaN where not usable, so any
     arithmetic on an unusable reading gives NaN and every comparison with it is False.
     `full` and `usable` are the same readings in every catalog column (K x m); `readings` is
-    the batch as delivered; `district` and `facts` are per state row (device).
+    the batch as delivered; `peer_group` and `facts` are per state row (device).
     """
 
     order: OrderedBatch
@@ -119,11 +119,11 @@ class BatchView:
     full: _Float
     usable: _Bool
     readings: Readings
-    district: _Int  # district code of every state row (0: unknown)
+    peer_group: _Int  # peer group code of every state row, for drift (0: unknown)
     facts: Mapping[str, _Float]  # registry facts of every state row (see bank.DeviceFacts)
 
     @staticmethod
-    def no_fresh(readings: Readings, district: _Int, facts: Mapping[str, _Float]) -> BatchView:
+    def no_fresh(readings: Readings, peer_group: _Int, facts: Mapping[str, _Float]) -> BatchView:
         """The view of a batch without a fresh reading (all repeats or late)."""
         m = readings.values.shape[1]
         none = np.zeros(0, dtype=np.intp)
@@ -144,7 +144,7 @@ class BatchView:
             np.zeros((0, m)),
             np.zeros((0, m), dtype=np.bool_),
             readings,
-            district,
+            peer_group,
             facts,
         )
 

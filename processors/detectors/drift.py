@@ -1,19 +1,32 @@
-"""Drift of a station against the other stations of its district (peer-based).
+"""Drift of a station against the other stations of its peer group (peer-based).
 
-What drift means here, per device and field:
+A peer group is what the registry says sees the same signal: the gauges of one river, the
+air stations of one airshed, the lamps of one circuit (`peer_group`; the bank falls back to a
+device's district when it has none). What drift means here, per device and field:
 
 1. The device's value is standardised against its own slow baseline: z = (x - mean) / spread,
    mean an EWMA over about `1 / slow` readings (two weeks of hourly data), spread the mean
    absolute deviation over about `1 / spread_rate` readings (eight weeks: slower, so a drift
    that slips in before learning stops cannot inflate it much). z is undefined until
    `warmup` readings have been learned.
-2. The district reference is the median of the latest z of every device of the district
-   (the device itself included) that reported that field within `max_lag_s` of the district's
-   newest such reading. With at least `min_stations` (3) devices the median sits between
-   healthy stations, so one faulty station cannot drag it; its residual r = z - median then
-   holds the station's own departure and none of the weather or pollution episodes that move
-   the whole district.
-3. r has a slow baseline (mean and mean absolute deviation, same rates) and a fast EWMA
+2. The group reference is the median of the latest z of every device of the group (the device
+   itself included) that reported that field within `max_lag_s` of the group's newest such
+   reading. With at least `min_stations` (3) devices the median sits between healthy
+   stations, so one faulty station cannot drag it; its residual r = z - median then holds
+   the station's own departure and none of the weather or pollution episodes that move the
+   whole group.
+3. Gauges ordered along a river (a registry `peer_order`) see one flood wave at different
+   times, the upstream one first. For them z is widened to its envelope: the least and the
+   greatest z of the device over the last `buckets` time buckets of `lag_s / buckets` each
+   (between 3/4 and all of `lag_s`, 12 h: the wave's travel from the first gauge to the last
+   must fit in it). The group reference is then the envelope of the medians (the median of
+   the members' least z, the median of their greatest z), and r the gap between the device's
+   envelope and the group's: 0 where they overlap. A wave that has reached a gauge within
+   `lag_s` lies in its envelope, so while it travels from one gauge to the next the envelopes
+   of the gauges it has passed and of those it has not overlap and r stays 0; a drift shifts
+   the whole envelope of one gauge and r grows with it, less the envelopes' width. Without a
+   `peer_order` the envelope is z itself and r is exactly z - median.
+4. r has a slow baseline (mean and mean absolute deviation, same rates) and a fast EWMA
    (about `1 / fast` readings: two days, so flood waves and daily cycles average out while a
    drift over days to weeks still shows). A residual enters the fast EWMA clipped to
    `winsor` (8) baseline deviations from the baseline: a flood wave reaching one gauge hours
@@ -24,27 +37,31 @@ What drift means here, per device and field:
    the slow baseline by more than `threshold` baseline deviations, once `warmup` residuals
    are learned. Weak, uncorrelated peers (a managed gate among river gauges) make r noisy
    and drift harder to see.
-4. While the departure exceeds half the threshold nothing is learned (neither the value
+5. While the departure exceeds half the threshold nothing is learned (neither the value
    baseline nor the residual baseline), so a slow drift cannot drag its own reference along.
    The flag therefore persists until the station comes back (e.g. is recalibrated).
 
-What it cannot find: a drift shared by the whole district (or by half of it or more, which
-moves the median), a drift in a district with fewer than `min_stations` stations reporting
+What it cannot find: a drift shared by the whole group (or by half of it or more, which
+moves the median), a drift in a group with fewer than `min_stations` stations reporting
 the field (with two, either could be the one drifting, so neither is judged), a device with
-no district, a drift slower than the baseline (slower than about `1 / slow` readings per
-threshold), and a drift that starts during warm-up (it becomes the baseline).
+no group, a drift slower than the baseline (slower than about `1 / slow` readings per
+threshold), a drift that starts during warm-up (it becomes the baseline), and, on an ordered
+river, a drift smaller than the width of the gauges' envelopes.
 
-Rounds are judged as the bank delivers them: each round first stores the z of its readings,
-then computes the district medians, so peers reported in the same round are compared with
-each other. The medians of a round come from `DistrictLanes`: the latest z of each judged
-district's devices laid out as one lane per district and field (lanes grouped by width),
-medians by one sort along the lanes. `processors.detectors.reference.ReferenceDrift` is the
-slow twin.
+Rounds are judged as the bank delivers them: each round first stores the z (and envelopes)
+of its readings, then computes the group medians, so peers reported in the same round are
+compared with each other. The medians of a round come from `PeerLanes`: the latest z of each
+judged group's devices laid out as one lane per group and field (lanes grouped by width),
+medians by one sort along the lanes (two such lanes, the least and the greatest z, when a
+group has ordered members). The envelope's buckets are saved with the state only once an
+ordered device has reported, so a snapshot without them (any saved before) still loads.
+`processors.detectors.reference.ReferenceDrift` is the slow twin.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
@@ -53,9 +70,9 @@ import numpy.typing as npt
 from processors.catalog import KindSpec
 from processors.detectors.base import BatchView, Findings
 from processors.detectors.protocol import DetectorBase, Report
-from processors.state import Scratch, StateField, flat
+from processors.state import Scratch, StateField, flat, grow
 
-__all__ = ["MIN_STATIONS", "DistrictLanes", "DriftDetector"]
+__all__ = ["MIN_STATIONS", "DriftDetector", "PeerLanes"]
 
 # With two stations either could be the drifting one; from three on the median is a healthy one.
 MIN_STATIONS: Final = 3
@@ -125,14 +142,14 @@ class Baseline:
         n += learn
 
 
-class DistrictLanes:
-    """The latest z of every device of the judged districts, as one lane per district and field.
+class PeerLanes:
+    """The latest z of every device of the judged peer groups, as one lane per group and field.
 
-    Built once per batch over the districts with at least `min_stations` devices (smaller ones
+    Built once per batch over the groups with at least `min_stations` devices (smaller ones
     are never judged); each round writes its new z and takes every lane's median by one sort
     along the lanes, which is what makes a per-round median affordable. A lane is as wide as
-    the next power of two of its district's size, and lanes of one width share a block
-    (lanes x fields x width), so one large district does not widen every other lane.
+    the next power of two of its group's size, and lanes of one width share a block
+    (lanes x fields x width), so one large group does not widen every other lane.
     """
 
     def __init__(
@@ -148,7 +165,7 @@ class DistrictLanes:
         m = self.m = z.shape[1]
         self.max_lag_s = max_lag_s
         sizes = np.bincount(codes)
-        sizes[0] = 0  # code 0: district unknown, never judged
+        sizes[0] = 0  # code 0: no peer group, never judged
         eligible = sizes >= min_stations
         judged = np.flatnonzero(eligible)
         widths = np.ones(len(sizes), dtype=np.intp)
@@ -168,7 +185,7 @@ class DistrictLanes:
         ]
         self.z = np.full(int(lane_start[-1]), np.nan)
         self.z_ts = np.full(int(lane_start[-1]), -np.inf)  # -inf: no z
-        # Each member's field 0 at its lane's start plus its rank among the district's members;
+        # Each member's field 0 at its lane's start plus its rank among the group's members;
         # field f is f lane widths further on.
         members = np.flatnonzero(eligible[codes])
         by_code = members[np.argsort(codes[members], kind="stable")]
@@ -252,6 +269,173 @@ class DistrictLanes:
         return medians, counts
 
 
+class Envelopes:
+    """Per device and field, the least and greatest z of each of the last `buckets` time buckets.
+
+    A ring of `buckets` slots per cell: bucket b (time // bucket_s) lives in slot b % buckets,
+    with its number, so a slot holding an older bucket is known stale. A device's readings
+    arrive in time order, so the buckets within the window are never overwritten early.
+    """
+
+    def __init__(self, n_fields: int, lag_s: float, buckets: int) -> None:
+        self.buckets = buckets
+        self.bucket_s = lag_s / buckets
+        self.lo = np.full((0, n_fields, buckets), np.nan)
+        self.hi = np.full((0, n_fields, buckets), np.nan)
+        self.number = np.full((0, n_fields, buckets), np.nan)  # the bucket held; NaN: none
+
+    def parts(self) -> dict[str, _Float]:
+        """The arrays by state name."""
+        return {"env_lo": self.lo, "env_hi": self.hi, "env_bucket": self.number}
+
+    def ensure(self, capacity: int) -> None:
+        """Room for `capacity` devices."""
+        self.lo, self.hi, self.number = (
+            grow(a, capacity, np.nan) for a in (self.lo, self.hi, self.number)
+        )
+
+    def fresh(self, capacity: int) -> None:
+        """Nothing held, for `capacity` devices."""
+        self.lo, self.hi, self.number = (
+            np.full((capacity, *a.shape[1:]), np.nan) for a in (self.lo, self.hi, self.number)
+        )
+
+    def take(self, arrays: Mapping[str, npt.NDArray[Any]], prefix: str, capacity: int) -> None:
+        """Saved arrays if all are there in the right shape, else nothing held."""
+        shape = (capacity, *self.lo.shape[1:])
+        saved = [arrays.get(prefix + name) for name in self.parts()]
+        if all(a is not None and a.shape == shape for a in saved):
+            self.lo, self.hi, self.number = (np.array(a, dtype=np.float64) for a in saved)
+        else:
+            self.fresh(capacity)
+
+    def bucket(self, ts: _Float) -> _Float:
+        """The bucket number of observation times."""
+        return np.floor(ts / self.bucket_s)
+
+    def gather(self, rows: _Int, columns: _Int) -> tuple[_Float, _Float, _Float]:
+        """Copies of the rows' rings in the carried columns, (rows x columns x buckets)."""
+        at = np.ix_(rows, columns)
+        return self.lo[at], self.hi[at], self.number[at]
+
+    def scatter(self, rows: _Int, columns: _Int, rings: tuple[_Float, _Float, _Float]) -> None:
+        """Store gathered rings back."""
+        at = np.ix_(rows, columns)
+        self.lo[at], self.hi[at], self.number[at] = rings
+
+    def span(
+        self, rings: tuple[_Float, _Float, _Float], now: _Float, z: _Float
+    ) -> tuple[_Float, _Float]:
+        """Least and greatest z of the buckets within the window of bucket `now` (per cell).
+
+        z where a ring holds nothing in the window (e.g. restored without rings); NaN with z.
+        """
+        lo, hi, number = rings
+        held = number > (now - self.buckets)[..., None]  # NaN: False
+        with np.errstate(invalid="ignore"):
+            least = np.min(np.where(held, lo, np.inf), axis=2)
+            most = np.max(np.where(held, hi, -np.inf), axis=2)
+        empty = ~held.any(axis=2)
+        least[empty], most[empty] = z[empty], z[empty]
+        least[np.isnan(z)], most[np.isnan(z)] = np.nan, np.nan
+        return least, most
+
+    def learn(
+        self,
+        rings: tuple[_Float, _Float, _Float],
+        z: _Float,
+        ready: npt.NDArray[np.bool_],
+        now: _Float,
+    ) -> None:
+        """Put the ready z of bucket `now` (per row) into their slots (rings in place)."""
+        lo, hi, number = rings
+        i, j = np.nonzero(ready)
+        slot = np.mod(now[i], self.buckets).astype(np.intp)
+        v = z[i, j]
+        same = number[i, j, slot] == now[i]
+        lo[i, j, slot] = np.where(same, np.fmin(lo[i, j, slot], v), v)
+        hi[i, j, slot] = np.where(same, np.fmax(hi[i, j, slot], v), v)
+        number[i, j, slot] = now[i]
+
+
+class _Wide:
+    """A batch's ordered devices: their rings, and every group's envelope for the lanes.
+
+    `least` and `most` are per group of the batch (groups x carried fields): the envelope at
+    each device's latest z (the z itself for a device that is not ordered).
+    """
+
+    def __init__(self, detector: DriftDetector, rows: _Int, columns: _Int) -> None:
+        self.envelopes = detector.envelopes
+        self.columns = columns
+        self.groups = np.flatnonzero(detector.ordered[rows])  # in group order: prefixes
+        self.rows = rows[self.groups]
+        self.rings = self.envelopes.gather(self.rows, columns) if len(self.groups) else None
+        self.on = False  # the lanes hold envelopes: keep least and most
+        self.least = self.most = np.empty((0, len(columns)))
+        self._batch_rows = rows
+
+    def lanes(
+        self,
+        detector: DriftDetector,
+        codes: _Int,
+        z: _Float,
+        z_ts: _Float,
+        span: tuple[float, float],
+    ) -> tuple[PeerLanes, PeerLanes]:
+        """Lanes of the least and of the greatest z of every state row (the envelopes)."""
+        least, most = z.copy(), z.copy()
+        members = np.flatnonzero(detector.ordered[: len(z)])
+        env = self.envelopes
+        least[members], most[members] = env.span(
+            env.gather(members, self.columns), env.bucket(z_ts[members]), z[members]
+        )
+        self.least, self.most = least[self._batch_rows], most[self._batch_rows]
+        self.on = True
+        low, high = (
+            PeerLanes(codes, a, z_ts, detector.min_stations, detector.max_lag_s, span)
+            for a in (least, most)
+        )
+        return low, high
+
+    def round(self, k: int, z: _Float, ready: npt.NDArray[np.bool_], t: _Float) -> None:
+        """Round k's z (NaN where not ready): into the rings, and the envelopes."""
+        if self.on:
+            np.copyto(self.least[:k], z, where=ready)
+            np.copyto(self.most[:k], z, where=ready)
+        if self.rings is None:
+            return
+        o = int(np.searchsorted(self.groups, k))
+        if o == 0:
+            return
+        mine = self.groups[:o]
+        now = self.envelopes.bucket(t[mine])
+        rings = (self.rings[0][:o], self.rings[1][:o], self.rings[2][:o])
+        z_mine, ready_mine = z[mine], ready[mine]
+        self.envelopes.learn(rings, z_mine, ready_mine, now)
+        if self.on:
+            when = np.broadcast_to(now[:, None], z_mine.shape)
+            least, most = self.envelopes.span(rings, when, z_mine)
+            self.least[mine] = np.where(ready_mine, least, self.least[mine])
+            self.most[mine] = np.where(ready_mine, most, self.most[mine])
+
+    def gap(self, k: int, ready: npt.NDArray[np.bool_], low: _Float, high: _Float) -> _Float:
+        """Residuals of round k: the gap between each envelope and its group's [low, high].
+
+        0 where they overlap; exactly z - median where both are single values.
+        """
+        above = np.where(ready, self.least[:k], np.nan) - high
+        below = self.most[:k] - low
+        r = np.where(above > 0, above, np.where(below < 0, below, 0.0))
+        r[np.isnan(above) | np.isnan(below)] = np.nan
+        return r
+
+    def store(self, detector: DriftDetector) -> None:
+        """The rings back into the detector's state."""
+        if self.rings is not None:
+            self.envelopes.scatter(self.rows, self.columns, self.rings)
+
+
 class DriftDetector(DetectorBase):
     """Peer-relative drift detector over (devices x fields); see the module docstring."""
 
@@ -283,6 +467,8 @@ class DriftDetector(DetectorBase):
         max_lag_s: float = 3 * 3600.0,
         floor: float = 0.05,
         winsor: float = 8.0,
+        lag_s: float = 12 * 3600.0,
+        buckets: int = 4,
         report_all: bool = True,
     ) -> None:
         self.threshold = threshold
@@ -303,6 +489,8 @@ class DriftDetector(DetectorBase):
         self.r_base = np.full((0, m), np.nan)
         self.r_spread = np.full((0, m), np.nan)
         self.r_learned = np.zeros((0, m), dtype=np.int64)
+        self.ordered = np.zeros(0, dtype=np.bool_)  # a registry peer_order: z as an envelope
+        self.envelopes = Envelopes(m, lag_s, buckets)
         self._scratch = Scratch()
         # The value's and the residual's baselines learn alike: at `slow` and `spread_rate`.
         self._baseline = Baseline(slow, spread_rate)
@@ -312,26 +500,53 @@ class DriftDetector(DetectorBase):
         """The detector for a kind: as many fields."""
         return cls(len(spec.fields), report_all=report_all, **params)
 
+    def ensure(self, capacity: int) -> None:
+        """Make room for `capacity` devices (the envelopes too)."""
+        super().ensure(capacity)
+        self.ordered = grow(self.ordered, capacity, False)
+        self.envelopes.ensure(capacity)
+
+    def take_facts(self, facts: Mapping[str, npt.NDArray[Any]], start: int, stop: int) -> None:
+        """Which of rows [start, stop) are ordered along a river (a registry peer_order)."""
+        self.ordered[start:stop] = np.isfinite(facts["peer_order"][start:stop])
+
+    def save(self) -> dict[str, npt.NDArray[Any]]:
+        """The declared state, and the envelopes once any holds something (see the module)."""
+        arrays = super().save()
+        if not np.isnan(self.envelopes.number).all():
+            arrays.update({f"{self.name}.{k}": v for k, v in self.envelopes.parts().items()})
+        return arrays
+
+    def load(self, arrays: Mapping[str, npt.NDArray[Any]], capacity: int) -> bool:
+        """The declared state (all or nothing) and the envelopes if saved (else none held)."""
+        taken = super().load(arrays, capacity)
+        self.ordered = grow(self.ordered[:0], capacity, False)
+        self.envelopes.take(arrays if taken else {}, f"{self.name}.", capacity)
+        return taken
+
     def process(self, batch: BatchView) -> list[Findings]:
-        """A batch (round-major, carried fields), judged against each device's district."""
+        """A batch (round-major, carried fields), judged against each device's peer group."""
         order, columns, cells = batch.order, batch.columns, batch.cells
-        district = batch.district
+        group = batch.peer_group
         if len(order) == 0:
             return [Findings.empty(self.name)]
         rows = order.rows
         values, present, ts = batch.values, batch.present, batch.ts
         capacity = len(self.z)
         # The peers' latest z as of the batch's start; the rounds keep the lanes current.
-        lanes = DistrictLanes(
-            district[:capacity],
-            self.z[:, columns],
-            self.z_ts[:, columns],
-            self.min_stations,
-            self.max_lag_s,
-            (float(ts.min()), float(ts.max())),
+        z_start, z_ts_start = self.z[:, columns], self.z_ts[:, columns]
+        span = (float(ts.min()), float(ts.max()))
+        lanes = PeerLanes(
+            group[:capacity], z_start, z_ts_start, self.min_stations, self.max_lag_s, span
         )
         slot = lanes.slot[rows] if lanes else np.full(len(rows), -1, dtype=np.intp)
-        lane = np.where(slot >= 0, lanes.lane_of_code[district[rows]], -1)
+        lane = np.where(slot >= 0, lanes.lane_of_code[group[rows]], -1)
+        wide = _Wide(self, rows, columns)
+        if lanes and (self.ordered[:capacity] & (lanes.slot >= 0)).any():
+            # Ordered members judged: the lanes hold envelopes, the least and greatest z.
+            lanes, lanes_hi = wide.lanes(self, group[:capacity], z_start, z_ts_start, span)
+        else:
+            lanes_hi = None
         judged_groups = np.flatnonzero(slot >= 0)  # in group order: round k's are a prefix
         group_cells = lanes.cells(rows[judged_groups])
         all_judged = len(judged_groups) == len(rows)
@@ -367,6 +582,7 @@ class DriftDetector(DetectorBase):
                 z[~ready] = np.nan
                 np.copyto(z_last[:k], z, where=ready)
                 np.copyto(z_ts[:k], t[:, None], where=ready)
+            wide.round(k, z, ready, t)
             c = k if all_judged else int(np.searchsorted(judged_groups, k))
             if c == 0 or not ready.any():  # nobody judged this round: the baselines learn
                 score_all[lo:hi] = 0.0
@@ -375,15 +591,21 @@ class DriftDetector(DetectorBase):
                 self._baseline.learn(v, nn, mn, sp, here, step)
                 continue
             # Store this round's z first, so devices reporting together are each other's peers.
-            if all_judged:
+            mine = judged_groups[:c]
+            if lanes_hi is not None:  # the envelopes: the least z in `lanes`
+                lanes.put(group_cells[:c], wide.least[mine], z_ts[mine], float(t.min()))
+                lanes_hi.put(group_cells[:c], wide.most[mine], z_ts[mine], float(t.min()))
+            elif all_judged:
                 lanes.put(group_cells[:c], z_last[:c], z_ts[:c], float(t.min()))
             else:
-                mine = judged_groups[:c]
                 lanes.put(group_cells[:c], z_last[mine], z_ts[mine], float(t.min()))
             medians, counts = lanes.medians()
             ln = lane[:k]
             with np.errstate(invalid="ignore"):
-                r = z - medians[ln]  # lane -1 (not judged) has a NaN median
+                if lanes_hi is None:
+                    r = z - medians[ln]  # lane -1 (not judged) has a NaN median
+                else:
+                    r = wide.gap(k, ready, medians[ln], lanes_hi.medians()[0][ln])
                 if counts[:-1].min(initial=_MOST) < self.min_stations:
                     r[counts[ln] < self.min_stations] = np.nan
             self._judge(
@@ -415,6 +637,7 @@ class DriftDetector(DetectorBase):
             (self.r_learned, r_n),
         ):
             flat(state)[flat_cells] = part.reshape(-1)
+        wide.store(self)
         at = np.flatnonzero(judged_all if self.report_all else flag_all)
         return [batch.findings(self.name, at, np.take(score_all, at), np.take(flag_all, at))]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from processors.catalog import KindSpec
@@ -240,6 +241,9 @@ class _DriftCell:
     learned: int = 0
     z: float | None = None  # latest standardised value, for the peers
     z_ts: float = -math.inf
+    lo: float | None = None  # the least and greatest z of the window at z_ts (ordered: else z)
+    hi: float | None = None
+    history: list[tuple[float, float]] = field(default_factory=list)  # (bucket, z), ordered
     fast: float | None = None
     base: float | None = None
     r_spread: float | None = None
@@ -260,7 +264,11 @@ def _learn(
 
 
 class ReferenceDrift:
-    """The reference twin of DriftDetector as KindProcessor runs it (rounds, districts)."""
+    """The reference twin of DriftDetector as KindProcessor runs it (rounds, peer groups).
+
+    `peer_order`: the registry's order of each device ordered along a river (see the drift
+    module's envelopes); its group is the one given, else its district, as in the bank.
+    """
 
     def __init__(
         self,
@@ -275,9 +283,15 @@ class ReferenceDrift:
         max_lag_s: float = 3 * 3600.0,
         floor: float = 0.05,
         winsor: float = 8.0,
+        lag_s: float = 12 * 3600.0,
+        buckets: int = 4,
+        peer_order: Mapping[str, float] | None = None,
     ) -> None:
         self.spec = spec
         self.winsor = winsor
+        self.bucket_s = lag_s / buckets
+        self.buckets = buckets
+        self.ordered = {d for d, k in (peer_order or {}).items() if math.isfinite(k)}
         self.threshold = threshold
         self.fast = fast
         self.slow = slow
@@ -287,8 +301,8 @@ class ReferenceDrift:
         self.max_lag_s = max_lag_s
         self.floor = floor
         self.last_ts: dict[str, float] = {}
-        self.district: dict[str, str] = {}
-        self.members: dict[str, set[str]] = {}  # district -> its devices
+        self.group: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}  # peer group -> its devices
         self.cells: dict[tuple[str, int], _DriftCell] = {}
 
     def process(
@@ -298,13 +312,18 @@ class ReferenceDrift:
         values: list[list[float]],
         present: list[list[bool]],
         districts: list[str] | None = None,
+        groups: list[str] | None = None,
     ) -> list[Verdict]:
         """Judge a batch: round k holds each device's k-th new reading, in time order."""
-        if districts is not None:
-            for device, name in zip(device_ids, districts, strict=True):
-                if device in self.district:
-                    self.members[self.district[device]].discard(device)
-                self.district[device] = name
+        if groups is None:
+            groups = districts
+        elif districts is not None:
+            groups = [g or d for g, d in zip(groups, districts, strict=True)]
+        if groups is not None:
+            for device, name in zip(device_ids, groups, strict=True):
+                if device in self.group:
+                    self.members[self.group[device]].discard(device)
+                self.group[device] = name
                 self.members.setdefault(name, set()).add(device)
         order = sorted(range(len(ts)), key=lambda i: (device_ids[i], ts[i]))
         rounds: list[list[int]] = []
@@ -344,7 +363,7 @@ class ReferenceDrift:
             for i in readings
             for j in fields
         }
-        # First every reading's z, stored for the peers; then the district medians.
+        # First every reading's z (and envelope), stored for the peers; then the group medians.
         z: dict[tuple[int, int], float | None] = {}
         for i in readings:
             for j in fields:
@@ -357,8 +376,16 @@ class ReferenceDrift:
                     and cell.spread is not None
                     and cell.spread > 1e-9 * max(1.0, abs(cell.mean))
                 ):
-                    z[i, j] = (values[i][j] - cell.mean) / cell.spread
-                    cell.z, cell.z_ts = z[i, j], ts[i]
+                    zed = (values[i][j] - cell.mean) / cell.spread
+                    z[i, j] = zed
+                    cell.z, cell.z_ts = zed, ts[i]
+                    cell.lo = cell.hi = zed
+                    if device_ids[i] in self.ordered:
+                        now = math.floor(ts[i] / self.bucket_s)
+                        cell.history.append((now, zed))
+                        cell.history = [(b, v) for b, v in cell.history if b > now - self.buckets]
+                        cell.lo = min(v for _, v in cell.history)
+                        cell.hi = max(v for _, v in cell.history)
         out: list[Verdict] = []
         for i in readings:
             device = device_ids[i]
@@ -367,10 +394,16 @@ class ReferenceDrift:
                     continue
                 cell = self.cells[device, j]
                 zij = z[i, j]
-                median, count = self._median(self.district.get(device), j)
+                low, high, count = self._median(self.group.get(device), j)
                 r = None
-                if zij is not None and median is not None and count >= self.min_stations:
-                    r = zij - median
+                if zij is not None and low is not None and count >= self.min_stations:
+                    assert high is not None and cell.lo is not None and cell.hi is not None
+                    # The gap between the envelopes: z - median without a peer_order.
+                    r = 0.0
+                    if cell.lo - high > 0:
+                        r = cell.lo - high
+                    elif cell.hi - low < 0:
+                        r = cell.hi - low
                     clipped = r
                     if cell.base is not None and cell.r_spread is not None:
                         reach = self.winsor * max(cell.r_spread, self.floor)
@@ -403,19 +436,22 @@ class ReferenceDrift:
                     cell.r_learned += 1
         return out
 
-    def _median(self, district: str | None, j: int) -> tuple[float | None, int]:
-        """Median of the fresh latest z of a district's devices in field j, and their count."""
-        if district is None:
-            return None, 0
+    def _median(self, group: str | None, j: int) -> tuple[float | None, float | None, int]:
+        """Medians of the least and greatest fresh latest z of a group's devices in field j.
+
+        Both are the median of z where no device has a peer_order; and how many were fresh.
+        """
+        if group is None:
+            return None, None, 0
         latest = [
             cell
-            for device in self.members.get(district, ())
+            for device in self.members.get(group, ())
             if (cell := self.cells.get((device, j))) is not None and cell.z is not None
         ]
         if not latest:
-            return None, 0
+            return None, None, 0
         newest = max(cell.z_ts for cell in latest)
-        fresh = [
-            cell.z for cell in latest if cell.z is not None and cell.z_ts >= newest - self.max_lag_s
-        ]
-        return statistics.median(fresh), len(fresh)
+        fresh = [cell for cell in latest if cell.z_ts >= newest - self.max_lag_s]
+        low = statistics.median(cell.lo for cell in fresh if cell.lo is not None)
+        high = statistics.median(cell.hi for cell in fresh if cell.hi is not None)
+        return low, high, len(fresh)

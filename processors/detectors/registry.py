@@ -8,6 +8,7 @@ from typing import Any, Final
 from processors.catalog import KindSpec
 from processors.detectors.drift import DriftDetector
 from processors.detectors.impossible import ImpossibleDetector
+from processors.detectors.normal import NormalDetector
 from processors.detectors.protocol import Detector, Severity
 from processors.detectors.rate import RateDetector
 from processors.detectors.silence import SilenceDetector
@@ -25,6 +26,7 @@ DETECTORS: Final[tuple[type[Detector], ...]] = (
     RateDetector,
     SilenceDetector,
     DriftDetector,
+    NormalDetector,
     StreetlightDetector,
 )
 

@@ -28,6 +28,8 @@ import numpy as np
 
 from processors.bank import KindProcessor
 from processors.catalog import CATALOG
+from processors.detectors import NormalDetector
+from processors.detectors.normal_reference import ReferenceNormal
 from processors.detectors.reference import ReferenceBank, ReferenceDrift
 
 _DRIFT_WARMUP = 5
@@ -88,6 +90,9 @@ def main() -> None:
     drift = {"drift": {"warmup": _DRIFT_WARMUP}}
     # The live path: findings only when flagged.
     bank = KindProcessor(spec, report_all=False, params=drift)
+    # The baseline in the same run: the same bank without the learned normal (its cost).
+    plain = KindProcessor(spec, report_all=False, params=drift)
+    plain.detectors = tuple(d for d in plain.detectors if not isinstance(d, NormalDetector))
     start = 1.73e9
     per_device = args.batch // args.devices
     span = per_device * args.spacing  # time one batch covers
@@ -101,26 +106,36 @@ def main() -> None:
     # of readings behind every station). The twins get the last two warm-up batches.
     warm = max(2, int(np.ceil(25 * 3600.0 / span))) if args.day_of_data else 2
     for k in range(warm - 2):
-        bank.process(*batch_at(k))
+        day = batch_at(k)
+        bank.process(*day)
+        plain.process(*day)
     batches = [batch_at(k) for k in range(warm - 2, warm + args.batches)]
     for batch in batches[:2]:
         bank.process(*batch)
+        plain.process(*batch)
     if args.profile:
         profile(bank, batches[2:], start)
         return
     fast_wall, fast_cpu = best_of(
         lambda batch: (bank.process(*batch), bank.indicators(start)), batches[2:]
     )
+    plain_wall, plain_cpu = best_of(
+        lambda batch: (plain.process(*batch), plain.indicators(start)), batches[2:]
+    )
     twin, drift_twin = ReferenceBank(spec), ReferenceDrift(spec, warmup=_DRIFT_WARMUP)
+    normal_twin = ReferenceNormal(spec)
     as_lists = [tuple(column.tolist() for column in b) for b in batches]
 
     for lists in as_lists[:2]:
         twin.process(*lists[:4])
         drift_twin.process(*lists)
+        normal_twin.process(*lists[:4])
     # Each twin timed on its own, batch by batch; the twins' time is the sum of their bests.
     bank_wall, bank_cpu = best_of(lambda lists: twin.process(*lists[:4]), as_lists[2:])
     drift_wall, drift_cpu = best_of(lambda lists: drift_twin.process(*lists), as_lists[2:])
-    slow_wall, slow_cpu = bank_wall + drift_wall, bank_cpu + drift_cpu
+    normal_wall, normal_cpu = best_of(lambda lists: normal_twin.process(*lists[:4]), as_lists[2:])
+    slow_wall = bank_wall + drift_wall + normal_wall
+    slow_cpu = bank_cpu + drift_cpu + normal_cpu
     n = len(batches[2][0])
     print(
         f"batches of {args.batch:,} readings over {args.devices:,} devices "
@@ -131,9 +146,11 @@ def main() -> None:
     print(f"readings/s, best of {args.batches} batches:          wall-clock     CPU time")
     rows = [
         ("vectorised bank (detectors + live indicators):", fast_wall, fast_cpu),
+        ("  the same without the learned normal:", plain_wall, plain_cpu),
         ("reference twins (all detectors):", slow_wall, slow_cpu),
         ("  ReferenceBank (spike, stuck, rate, dropout):", bank_wall, bank_cpu),
         ("  ReferenceDrift:", drift_wall, drift_cpu),
+        ("  ReferenceNormal:", normal_wall, normal_cpu),
     ]
     for label, wall, cpu in rows:
         print(f"{label:<47}{n / wall:>12,.0f} {n / cpu:>12,.0f}")
@@ -142,6 +159,7 @@ def main() -> None:
         f"(wall-clock: {slow_wall / fast_wall:,.0f}x); "
         f"against ReferenceBank alone {bank_cpu / fast_cpu:,.0f}x"
     )
+    print(f"bank with the learned normal / without (CPU time): {plain_cpu / fast_cpu:.2f}")
 
 
 def best_of(run: Callable[[Any], object], batches: list[Any]) -> tuple[float, float]:

@@ -48,6 +48,9 @@ function feedItem(a) {
       el("time", { text: fmtDateTime(a.ts) })),
     el("div", {}, device, ` · Kec. ${label(a.district || "")}`),
     el("div", { class: "muted", text: `${a.detector} on ${a.field} = ${fmtNum(a.value, 2)} (score ${fmtNum(a.score, 2)})` }));
+  if (a.kept_out) {
+    li.append(el("div", { class: "muted kept-out", text: `kept out of ${a.kept_out.split(",").map((s) => s.toUpperCase()).join(", ")}` }));
+  }
   if (a.acknowledged) {
     const ack = a.acknowledged;
     li.append(el("div", { class: "ack", text: `✓ acknowledged by ${ack.by} ${fmtDateTime(ack.at)}${ack.note ? `: ${ack.note}` : ""}` }));
