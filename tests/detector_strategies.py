@@ -15,6 +15,7 @@ from processors.catalog import CATALOG, FieldSpec, KindSpec
 from processors.detectors.silence import SilenceDetector
 from processors.detectors.spike import SpikeDetector
 from processors.detectors.stuck import StuckDetector
+from tests.delivery import deliver
 
 __all__ = ["ALARMS", "KINDS", "Batch", "Case", "alarm_counts", "batches"]
 
@@ -198,25 +199,8 @@ def batches(draw: st.DrawFn) -> Case:
             readings += draw(_scenario_series(spec, f"d{d}", seed + d))
     rng = np.random.default_rng(seed)
     timed = sorted((r for r in readings if r.batch is None), key=lambda r: r.ts)
-    cuts = np.sort(rng.integers(0, len(timed) + 1, count - 1))
-    parts: list[list[Reading]] = [[] for _ in range(count)]
-    which = np.searchsorted(cuts, np.arange(len(timed)), side="right").tolist()
-    for k, reading in zip(which, timed, strict=True):
-        parts[k].append(reading)
-    for reading in readings:
-        if reading.batch is not None:
-            parts[reading.batch].append(reading)
-    flat = [(k, i) for k, part in enumerate(parts) for i in range(len(part))]
-    if flat:
-        late = draw(st.lists(st.sampled_from(flat), max_size=3, unique=True))
-        # Popped from the back (indices stay valid) into a later batch, after newer readings.
-        for k, i in sorted(late, reverse=True):
-            parts[min(k + 1 + int(rng.integers(0, 2)), count - 1)].append(parts[k].pop(i))
-        for k, i in draw(st.lists(st.sampled_from(flat), max_size=3)):  # redelivered
-            if i < len(parts[k]):
-                parts[min(k + int(rng.integers(0, 2)), count - 1)].append(parts[k][i])
-    if draw(st.booleans()):
-        parts = [[part[i] for i in rng.permutation(len(part)).tolist()] for part in parts]
+    placed = [(r.batch, r) for r in readings if r.batch is not None]
+    parts = deliver(draw, rng, timed, count, moves=3, placed=placed)
     return kind, [
         (
             [r.device for r in part],

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from hypothesis import strategies as st
 
 from processors.catalog import CATALOG, KindSpec, generic_spec
+from tests.delivery import deliver
 
 __all__ = ["Batch", "Case", "kind_spec", "normal_cases"]
 
@@ -174,21 +175,7 @@ def normal_cases(draw: st.DrawFn) -> Case:
         readings += draw(_series(spec, f"d{d}", seed + d))
     rng = np.random.default_rng(seed)
     timed = sorted(readings, key=lambda r: r.ts)
-    cuts = np.sort(rng.integers(0, len(timed) + 1, count - 1))
-    parts: list[list[_Reading]] = [[] for _ in range(count)]
-    which = np.searchsorted(cuts, np.arange(len(timed)), side="right").tolist()
-    for k, reading in zip(which, timed, strict=True):
-        parts[k].append(reading)
-    flat = [(k, i) for k, part in enumerate(parts) for i in range(len(part))]
-    late = draw(st.lists(st.sampled_from(flat), max_size=4, unique=True))
-    # Popped from the back (indices stay valid) into a later batch, after newer readings.
-    for k, i in sorted(late, reverse=True):
-        parts[min(k + 1 + int(rng.integers(0, 2)), count - 1)].append(parts[k].pop(i))
-    for k, i in draw(st.lists(st.sampled_from(flat), max_size=4)):  # redelivered
-        if i < len(parts[k]):
-            parts[min(k + int(rng.integers(0, 2)), count - 1)].append(parts[k][i])
-    if draw(st.booleans()):
-        parts = [[part[i] for i in rng.permutation(len(part)).tolist()] for part in parts]
+    parts = deliver(draw, rng, timed, count, moves=4)
     batches = [
         (
             [r.device for r in part],
