@@ -255,11 +255,6 @@ class NormalDetector(DetectorBase):
         for name, value in _FILL.items():
             self.cell[known:, :, _AT[name]] = value
 
-    def cell_state(self, name: str) -> npt.NDArray[np.float64]:
-        """One per-cell scalar of every device (devices x fields), a view."""
-        view: npt.NDArray[np.float64] = self.cell[:, :, _AT[name]]
-        return view
-
     @classmethod
     def applies(cls, spec: KindSpec) -> bool:
         """Kinds with a varying field (a binary-only kind has no normal to learn)."""
