@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "AlertSettings",
     "ApiSettings",
+    "HistorySettings",
     "InfluxSettings",
     "MqttEndpoint",
     "MqttSettings",
@@ -345,6 +347,108 @@ class ApiSettings(BaseModel):
         return value
 
 
+class AlertSettings(BaseModel):
+    """Alert rules and their notifications, run by the API (`PANTAU_ALERTS_*`)."""
+
+    model_config = _SECTION
+
+    enabled: bool = Field(default=True, description="Evaluate the alert rules in the API.")
+    rules: Path = Field(
+        default=Path("deploy/alerts.toml"),
+        description="The declared alert rules and recipients (docs/alerts.md).",
+    )
+    language: Literal["id", "en"] = Field(
+        default="id",
+        description="Language of notifications unless a rule says otherwise: `id` (Bahasa "
+        "Indonesia) or `en`.",
+    )
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8080",
+        pattern=r"^https?://[^\s]{1,200}$",
+        description="The dashboard's public address; notifications link to devices there.",
+    )
+    tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often rules are evaluated against time."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key that signs webhook bodies (a webhook may name its own "
+        "variable in the rules file).",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Timeout of one webhook request."
+    )
+    max_tries: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Delivery tries of one notification before it goes to the dead-letter list.",
+    )
+    retry_base_s: float = Field(
+        default=2.0, gt=0, le=3600, description="First retry delay; it doubles, with jitter."
+    )
+    retry_max_s: float = Field(
+        default=300.0, gt=0, le=86400, description="Cap of the retry delay."
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail notifications (unset: no e-mail)."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS before login."
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA that signed the SMTP server's certificate (unset: system trust store).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login name.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(
+        default="pantau@localhost",
+        max_length=200,
+        description="Sender address of notification e-mails.",
+    )
+    presence_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="API replicas announce themselves this often; the replica that owns an "
+        "episode (rendezvous hash over live replicas) sends its notifications.",
+    )
+
+
+class HistorySettings(BaseModel):
+    """Stored history: hourly area figures, rollups and retention (`PANTAU_HISTORY_*`)."""
+
+    model_config = _SECTION
+
+    record_hourly: bool = Field(
+        default=True,
+        description="The API stores the indicators and six dimension scores per district "
+        "and for the regency every hour of observation time (measurement `area_hourly`).",
+    )
+    rollups: bool = Field(
+        default=True,
+        description="Create InfluxDB 1.x retention policies and continuous queries for hourly "
+        "and daily rollups at API start (idempotent); `pantau history setup` does it alone.",
+    )
+    raw_retention: str = Field(
+        default="INF",
+        pattern=r"^(INF|[1-9][0-9]{0,5}[hdw])$",
+        description="How long raw readings are kept (`INF`, or e.g. `90d`; at least 1h).",
+    )
+    hourly_retention: str = Field(
+        default="INF",
+        pattern=r"^(INF|[1-9][0-9]{0,5}[hdw])$",
+        description="How long hourly rollups are kept.",
+    )
+    daily_retention: str = Field(
+        default="INF",
+        pattern=r"^(INF|[1-9][0-9]{0,5}[hdw])$",
+        description="How long daily rollups are kept.",
+    )
+
+
 class ServicesSettings(BaseModel):
     """Private broker and database for development and tests (`pantau services`)."""
 
@@ -363,7 +467,7 @@ class ServicesSettings(BaseModel):
     )
 
 
-_SECTIONS: Final = ("mqtt", "influx", "spool", "api", "services")
+_SECTIONS: Final = ("mqtt", "influx", "spool", "api", "alerts", "history", "services")
 
 
 class Settings(BaseSettings):
@@ -386,6 +490,8 @@ class Settings(BaseSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
 
     registry: Path | None = Field(
