@@ -8,10 +8,11 @@ import dataclasses
 import logging
 import mimetypes
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import aiomqtt
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
@@ -19,22 +20,39 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.alerts.owners import PRESENCE_ALL, presence_topic
+from api.alerts.rules import load_rules
+from api.alerts.service import AlertService
+from api.alerts.store import AlertStore
 from api.anomaly_store import AnomalyStore
 from api.broker import BrokerLink
 from api.context import ApiContext
 from api.feed import FeedHub
+from api.history_recorder import HourlyRecorder
 from api.limits import BodyLimitMiddleware
 from api.livestate import LiveState
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.problems import OrjsonResponse, install_problem_handlers, problem_response
 from api.queries import AnomalyFilter
 from api.ratelimit import RateLimiter
-from api.routes import anomalies, catalog, devices, dimensions, feed, health, indicators
+from api.routes import (
+    alerts,
+    anomalies,
+    catalog,
+    devices,
+    dimensions,
+    feed,
+    health,
+    indicators,
+    pages,
+    reports,
+)
 from api.scoring import ScoringModel
 from api.tokens import TokenStore
 from pantau.influx import InfluxError
 from pantau.influx_async import AsyncInflux
 from pantau.registry import Registry
+from pantau.rollups import ensure_rollups_async
 from pantau.settings import Settings
 
 __all__ = ["create_app"]
@@ -43,6 +61,8 @@ log = logging.getLogger(__name__)
 
 STATIC: Final = Path(__file__).parent / "static"
 _SEED_RETRY_S: Final = 5.0
+# How often the hourly recorder looks for a whole hour of observation time passed.
+_RECORD_TICK_S: Final = 2.0
 # Revoked tokens' open feeds are closed within this (plus a flush).
 _REVOCATION_CHECK_S: Final = 0.25
 
@@ -111,9 +131,29 @@ def _context(settings: Settings, registry: Registry | None) -> ApiContext:
     if registry is not None:
         state.add_registry(registry)
     hub = FeedHub(settings.api.feed_max_frames, metrics.feed_events_dropped.inc)
-    link = BrokerLink(settings, state, hub.publish, metrics.derived_messages.inc)
     influx = AsyncInflux(settings)
-    return ApiContext(
+    service: AlertService | None = None
+    on_event: Callable[[dict[str, Any]], None] = hub.publish
+    link = BrokerLink(settings, state, lambda event: on_event(event), metrics.derived_messages.inc)
+    if settings.alerts.enabled:
+        # Bad rules stop the API here, before it serves anything (`pantau api` says where).
+        service = AlertService(
+            settings,
+            load_rules(settings.alerts.rules),
+            state,
+            AlertStore(influx),
+            hub.publish,
+            metrics,
+            link.client_id,
+        )
+        on_event = _both(hub.publish, service.on_event)
+        # Episode acks arrive on the ack topics the link follows anyway (ALERT_ACK_PREFIX).
+        link.extra_topics = (PRESENCE_ALL,)
+        link.on_ops = service.on_ops
+        # A replica that vanishes clears its presence, so ownership moves on at once.
+        link.will = aiomqtt.Will(presence_topic(link.client_id), b"", qos=1, retain=True)
+        service.bind_mqtt(link.publish_bytes)
+    ctx = ApiContext(
         settings=settings,
         state=state,
         hub=hub,
@@ -127,7 +167,33 @@ def _context(settings: Settings, registry: Registry | None) -> ApiContext:
         ),
         metrics=metrics,
         limiter=RateLimiter(settings.api.rate_per_s, settings.api.rate_burst),
+        alerts=service,
     )
+    if service is not None:
+        service.score_source = ctx.scores
+    return ctx
+
+
+def _both(
+    first: Callable[[dict[str, Any]], None], second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def call(event: dict[str, Any]) -> None:
+        first(event)
+        second(event)
+
+    return call
+
+
+async def _set_up_rollups(ctx: ApiContext) -> None:
+    """Create or update the retention policies and continuous queries (idempotent)."""
+    try:
+        changed = await ensure_rollups_async(ctx.influx, ctx.settings)
+    except InfluxError as exc:
+        # InfluxDB 2.x/3.x refuse these statements: their downsampling is set up there
+        # (docs/history.md); history is then served from raw data.
+        log.warning("rollups not set up", extra={"error": str(exc)})
+        return
+    log.info("rollups checked", extra={"changed": len(changed)})
 
 
 async def _seed_anomalies(ctx: ApiContext) -> None:
@@ -159,6 +225,26 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             asyncio.create_task(ctx.link.run(), name="api-broker-link"),
             asyncio.create_task(ctx.hub.run(settings.api.feed_interval_s), name="api-feed-flush"),
             asyncio.create_task(_seed_anomalies(ctx), name="api-seed-anomalies"),
+            *(
+                [asyncio.create_task(ctx.alerts.run(), name="api-alerts")]
+                if ctx.alerts is not None
+                else []
+            ),
+            *(
+                [asyncio.create_task(_set_up_rollups(ctx), name="api-rollups")]
+                if settings.history.rollups
+                else []
+            ),
+            *(
+                [
+                    asyncio.create_task(
+                        HourlyRecorder(ctx.state, ctx.model, ctx.influx).run(_RECORD_TICK_S),
+                        name="api-hourly-recorder",
+                    )
+                ]
+                if settings.history.record_hourly
+                else []
+            ),
             asyncio.create_task(
                 ctx.tokens.watch_revocations(_REVOCATION_CHECK_S), name="api-token-revocations"
             ),
@@ -188,7 +274,18 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         settings.api.unauth_rate_per_s, settings.api.unauth_rate_burst
     )
     install_problem_handlers(app)
-    for module in (health, devices, indicators, dimensions, anomalies, feed, catalog):
+    for module in (
+        health,
+        devices,
+        indicators,
+        dimensions,
+        anomalies,
+        alerts,
+        feed,
+        catalog,
+        reports,
+        pages,
+    ):
         app.include_router(module.router)
     # ES modules load only with a JavaScript type; some hosts' MIME tables map .js otherwise.
     mimetypes.add_type("text/javascript", ".js")

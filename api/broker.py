@@ -101,6 +101,11 @@ class BrokerLink:
         # and as rejections with reason "error".
         self.errors = 0
         self._client: aiomqtt.Client | None = None
+        # The alert service's topics (presence, episode acks): filters to follow, a handler
+        # that takes a message first and says whether it was one of its own, and a will.
+        self.extra_topics: tuple[str, ...] = ()
+        self.on_ops: Callable[[str, bytes], bool] | None = None
+        self.will: aiomqtt.Will | None = None
         # Each replica needs its own identity: a clean session, all retained state on connect.
         self.client_id = settings.api.client_id or f"pantau-api-{secrets.token_hex(4)}"
         # Built once (and unusable TLS settings refused) before the first connect.
@@ -128,9 +133,11 @@ class BrokerLink:
                     protocol=aiomqtt.ProtocolVersion.V5,
                     tls_context=self._tls_context,
                     max_queued_incoming_messages=100_000,
+                    will=self.will,
                 ) as client:
                     self._client = client
-                    for topic in (derived_filter(self.settings.api.city), ACKS_ALL):
+                    topics = (derived_filter(self.settings.api.city), ACKS_ALL, *self.extra_topics)
+                    for topic in topics:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     log.info("api connected to broker", extra={"client_id": self.client_id})
@@ -169,6 +176,8 @@ class BrokerLink:
             if len(payload) > limit:
                 self.state.reject("too_large", topic, f"{len(payload)} bytes > {limit}")
                 return
+            if self.on_ops is not None and self.on_ops(topic, bytes(payload)):
+                return
             try:
                 data = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
@@ -188,3 +197,13 @@ class BrokerLink:
         if client is None:
             raise ConnectionError("not connected to the MQTT broker")
         await client.publish(topic, orjson.dumps(payload), qos=1)
+
+    async def publish_bytes(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Publish one message as given (QoS 1); raises ConnectionError while away."""
+        client = self._client
+        if client is None:
+            raise ConnectionError("not connected to the MQTT broker")
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise ConnectionError(str(exc)) from None

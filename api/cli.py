@@ -13,7 +13,7 @@ from pantau.logs import configure_logging
 from pantau.registry import Registry
 from pantau.settings import Settings
 
-__all__ = ["api", "tokens"]
+__all__ = ["alerts", "api", "tokens"]
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,28 @@ log = logging.getLogger(__name__)
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Dimension scoring model [PANTAU_API_SCORING_MODEL], default deploy/scoring-model.toml",
 )
+@click.option(
+    "--alert-rules",
+    "alerts_rules",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Alert rules [PANTAU_ALERTS_RULES], default deploy/alerts.toml",
+)
 def api(**options: Any) -> None:
     """Serve the REST API, the live feeds and the dashboard."""
     import uvicorn
 
+    from api.alerts.rules import AlertRulesError, load_rules
     from api.app import create_app
     from api.limits import timed_http_protocol, timed_ws_protocol
 
     settings = Settings.from_options(**options)
     configure_logging(settings.log_level)
+    if settings.alerts.enabled:
+        try:
+            load_rules(settings.alerts.rules)
+        except AlertRulesError as exc:
+            # File, line and reason, and the API does not start.
+            raise click.ClickException(f"alert rules: {exc}") from None
     registry = Registry.from_csv(settings.registry) if settings.registry else None
     if not TokenStore(settings.effective_tokens_file).records():
         log.warning(
@@ -145,3 +158,26 @@ def revoke(token_id: str, tokens_file: Path | None) -> None:
     if not _store(tokens_file).revoke(token_id):
         raise click.ClickException(f"no token with id {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@click.group()
+def alerts() -> None:
+    """Alert rules: check a rules file before deploying it."""
+
+
+@alerts.command("check")
+@click.argument(
+    "rules_file",
+    required=False,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+def check_rules(rules_file: Path | None) -> None:
+    """Validate an alert rules file (default: PANTAU_ALERTS_RULES or deploy/alerts.toml)."""
+    from api.alerts.rules import AlertRulesError, load_rules
+
+    path = rules_file or Settings().alerts.rules
+    try:
+        rules = load_rules(path)
+    except AlertRulesError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path}: {len(rules.rules)} rules, {len(rules.webhooks)} webhooks: valid")

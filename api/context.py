@@ -12,6 +12,7 @@ import orjson
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
+from api.alerts.service import AlertService
 from api.anomaly_store import AnomalyStore
 from api.areas import area_metrics, area_summary
 from api.broker import BrokerLink, RejectionLog
@@ -54,6 +55,7 @@ class ApiContext:
     model: ScoringModel
     metrics: ApiMetrics
     limiter: RateLimiter
+    alerts: AlertService | None = None
     _areas: _Cached = field(default_factory=_Cached)
     _scores: _Cached = field(default_factory=_Cached)
     _answers: dict[tuple[str, ...], _Cached] = field(default_factory=dict)

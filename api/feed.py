@@ -26,7 +26,7 @@ __all__ = ["EVENT_TYPES", "FeedFilter", "FeedHub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: Final = frozenset({"anomaly", "indicator", "reading", "ack"})
+EVENT_TYPES: Final = frozenset({"anomaly", "indicator", "reading", "ack", "alert"})
 
 
 @dataclass(frozen=True, slots=True)

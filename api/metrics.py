@@ -31,6 +31,32 @@ class ApiMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.alert_events = Counter(
+            "pantau_api_alert_events",
+            "Alert episode events (open, update, escalate, close, ack)",
+            ["event"],
+            registry=r,
+        )
+        self.notifications_sent = Counter(
+            "pantau_api_notifications_sent", "Notifications delivered", ["channel"], registry=r
+        )
+        self.notification_retries = Counter(
+            "pantau_api_notification_retries",
+            "Notification tries that failed and will be retried",
+            ["channel"],
+            registry=r,
+        )
+        self.notifications_dead = Counter(
+            "pantau_api_notifications_dead",
+            "Notifications given up after their tries: the dead-letter list",
+            ["channel"],
+            registry=r,
+        )
+        self.notifications_pending = Gauge(
+            "pantau_api_notifications_pending",
+            "Notifications waiting to be delivered or retried",
+            registry=r,
+        )
         self.derived_messages = Counter(
             "pantau_api_derived_messages", "Messages received from the derived topics", registry=r
         )

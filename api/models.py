@@ -194,6 +194,10 @@ class History(_Body):
     start: _Ts
     end: _Ts
     interval_s: int
+    source: Literal["raw", "rollup_1h", "rollup_1d"] = Field(
+        description="where the points come from: raw readings or an hourly or daily rollup "
+        "(the newest intervals, not rolled up yet, always come from raw readings)"
+    )
     points: list[HistoryPoint]
 
 

@@ -11,6 +11,7 @@ from api.anomaly_ids import AnomalyKey
 from api.problems import Problem
 from pantau import timestamps
 from pantau.influx import quote_identifier, quote_literal
+from pantau.rollups import Source
 from processors.catalog import CATALOG
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
 
 SEGMENT: Final = re.compile(r"[a-z0-9_-]{1,64}")
 _SEVERITIES: Final = frozenset({"critical", "warning", "info"})
+_AGGREGATES: Final = ("mean", "min", "max", "last")
 
 
 def parse_time(text: str, name: str) -> float:
@@ -46,15 +48,27 @@ def check_segment(value: str, name: str) -> str:
 
 
 def history_query(
-    kind: str, field: str, device_id: str, start_ns: int, end_ns: int, interval_s: int
+    kind: str,
+    field: str,
+    device_id: str,
+    start_ns: int,
+    end_ns: int,
+    interval_s: int,
+    source: Source = Source.RAW,
 ) -> str:
-    """Mean, min, max and last of one field of one device per interval."""
+    """Mean, min, max and last of one field of one device per interval, from raw or a rollup."""
     if field not in CATALOG[kind].field_names:
         raise Problem(422, f"field: {kind} has no field {field!r}")
-    f = quote_identifier(field)
+    if source is Source.RAW:
+        columns = {name: quote_identifier(field) for name in _AGGREGATES}
+        measurement = quote_identifier(kind)
+    else:
+        # A rollup point holds mean_f, min_f, max_f and last_f of its hour or day.
+        columns = {name: quote_identifier(f"{name}_{field}") for name in _AGGREGATES}
+        measurement = f"{quote_identifier(source.value)}.{quote_identifier(kind)}"
+    selected = ", ".join(f'{name}({col}) AS "{name}"' for name, col in columns.items())
     return (
-        f'SELECT mean({f}) AS "mean", min({f}) AS "min", max({f}) AS "max", last({f}) AS "last" '
-        f"FROM {quote_identifier(kind)} "
+        f"SELECT {selected} FROM {measurement} "
         f'WHERE "device_id" = {quote_literal(check_segment(device_id, "device_id"))} '
         f"AND time >= {int(start_ns)} AND time < {int(end_ns)} "
         f"GROUP BY time({int(interval_s)}s) fill(none)"

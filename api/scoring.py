@@ -8,7 +8,6 @@ score is null, never an invented number.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import ErrorDetails
+
+from api.tomlfile import message as _message
+from api.tomlfile import toml_lines as _toml_lines
+from api.tomlfile import where as _where
 
 __all__ = [
     "DIMENSIONS",
@@ -96,47 +98,6 @@ class ScoringModelSpec(BaseModel):
     dimensions: dict[Annotated[str, AfterValidator(_known_dimension)], DimensionSpec] = Field(
         default_factory=dict
     )
-
-
-def _message(error: ErrorDetails) -> str:
-    # Our own ValueErrors say it all; pydantic would prefix "Value error, ".
-    cause = error.get("ctx", {}).get("error")
-    return str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
-
-
-_TOML_TABLE: Final = re.compile(r"^\s*\[(?!\[)\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
-_TOML_KEY: Final = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
-
-
-def _dotted(key: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip("\"'") for part in key.split("."))
-
-
-def _toml_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Where each table and key of a TOML text is (best effort: the line of its first mention)."""
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if found := _TOML_TABLE.match(line):
-            table = _dotted(found.group(1))
-            for end in range(1, len(table) + 1):
-                lines.setdefault(table[:end], number)
-        elif found := _TOML_KEY.match(line):
-            key = table + _dotted(found.group(1))
-            for end in range(len(table) + 1, len(key) + 1):
-                lines.setdefault(key[:end], number)
-    return lines
-
-
-def _where(source: str, loc: tuple[str | int, ...], lines: dict[tuple[str, ...], int]) -> str:
-    path = tuple(str(part) for part in loc if part != "[key]")
-    line = next((lines[path[:end]] for end in range(len(path), 0, -1) if path[:end] in lines), None)
-    parts = [source]
-    if line is not None:
-        parts.append(f"line {line}")
-    if path:
-        parts.append(f"field {'.'.join(path)}")
-    return ", ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,8 @@ SERVICE_ROLES: Final[Mapping[str, tuple[str, ...]]] = {
     "api": (
         f"topic read {DERIVED_ALL}",
         f"topic readwrite {ACKS_ALL}",
+        # Replicas announce themselves here (alert notifications go through one of them).
+        "topic readwrite pantau/ops/replicas/+",
     ),
 }
 # One account per replica, `pantau-ingest-1`, `pantau-api-node2`...: the broker binds each

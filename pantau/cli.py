@@ -18,9 +18,11 @@ _SUBCOMMANDS: Final = {
     "detect": "simulators.detect_cli:detect",
     "evaluate": "simulators.evaluate_cli:evaluate",
     "api": "api.cli:api",
+    "alerts": "api.cli:alerts",
     "tokens": "api.cli:tokens",
     "demo": "pantau.dev.demo:demo",
     "devices": "pantau.devices_cli:devices",
+    "history": "pantau.history_cli:history",
 }
 
 

@@ -136,6 +136,15 @@ class InfluxClient:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
         return query_series(response)
 
+    def execute(self, influxql: str, *, epoch: str = "ns") -> list[dict[str, Any]]:
+        """Run a statement that changes something (CREATE, ALTER, DROP, SELECT INTO) via POST."""
+        params = {"db": self.database, "q": influxql, "epoch": epoch}
+        try:
+            response = self._http.post("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
+        return query_series(response)
+
     def _post_query(self, influxql: str) -> None:
         try:
             response = self._http.post("/query", params={"q": influxql})

@@ -48,6 +48,15 @@ class AsyncInflux:
             raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
         return query_series(response)
 
+    async def execute(self, influxql: str) -> list[dict[str, Any]]:
+        """Run a statement that changes something (CREATE, ALTER, DROP, SELECT INTO) via POST."""
+        params = {"db": self.database, "q": influxql, "epoch": "ns"}
+        try:
+            response = await self._http.post("/query", params=params)
+        except httpx.HTTPError as exc:
+            raise InfluxUnavailableError(f"InfluxDB unreachable: {exc!r}") from None
+        return query_series(response)
+
     async def write(self, lines: str) -> None:
         """Write line protocol (ns precision)."""
         try:

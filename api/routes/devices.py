@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -16,11 +17,14 @@ from api.problems import OrjsonResponse, Problem, influx_problem
 from api.queries import check_segment, history_query, parse_time
 from api.routes.params import DeviceId, Kind, Segment
 from api.tokens import Scope
-from pantau.influx import InfluxError
+from pantau.influx import InfluxClientError, InfluxError
 from pantau.influx_async import rows
+from pantau.rollups import Source, pick_source, split_range
 from processors.catalog import CATALOG
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/api/v1/devices", tags=["devices"], dependencies=[Depends(require(Scope.READ))]
@@ -139,13 +143,34 @@ async def history(
             f"{math.ceil(span / interval)} intervals asked; at most "
             f"{settings.api.history_max_points}: widen the interval or narrow the range",
         )
-    query = history_query(
-        kind, name, device.device_id, int(start_s * 1e9), int(end_s * 1e9), interval
-    )
+    source = pick_source(span, interval) if settings.history.rollups else Source.RAW
+    parts = split_range(source, start_s, end_s, interval, time.time())
+    source = parts[0][0] if len(parts) == 1 else source
+    started = time.perf_counter()
+
+    async def read(parts: list[tuple[Source, float, float]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for part_source, lo, hi in parts:
+            query = history_query(
+                kind, name, device.device_id, int(lo * 1e9), int(hi * 1e9), interval, part_source
+            )
+            found.extend(rows(await ctx.influx.query(query)))
+        return found
+
     try:
-        found = rows(await ctx.influx.query(query))
+        try:
+            found = await read(parts)
+        except InfluxClientError as exc:
+            # Rollups not set up (yet, or not on this server): raw points still answer.
+            if source is Source.RAW or "retention policy not found" not in exc.message:
+                raise
+            log.warning("history: no rollup policy, reading raw", extra={"error": exc.message})
+            source, parts = Source.RAW, [(Source.RAW, start_s, end_s)]
+            found = await read(parts)
     except InfluxError as exc:
         raise influx_problem(exc, "history") from None
+    query_ms = (time.perf_counter() - started) * 1000.0
+    found.sort(key=lambda r: int(r["time"]))
     points = [
         {
             "ts": int(r["time"]) / 1e9,
@@ -156,6 +181,19 @@ async def history(
         }
         for r in found
     ]
+    log.info(
+        "history served",
+        extra={
+            "device_id": device.device_id,
+            "field": name,
+            "source": source.value,
+            "parts": len(parts),
+            "span_s": round(span),
+            "interval_s": interval,
+            "points": len(points),
+            "query_ms": round(query_ms, 1),
+        },
+    )
     return OrjsonResponse(
         {
             "device_id": device.device_id,
@@ -164,6 +202,8 @@ async def history(
             "start": start_s,
             "end": end_s,
             "interval_s": interval,
+            "source": source.value,
             "points": points,
-        }
+        },
+        headers={"X-Pantau-Source": source.value},
     )

@@ -126,7 +126,11 @@ bind-address = {_toml(f"{_HOST}:{self._rpc_port}")}
   enabled = false
 
 [continuous_queries]
-  enabled = false
+  # Hourly and daily rollups (pantau/rollups.py); a short run-interval runs each CQ just after
+  # its interval ends instead of up to a minute later.
+  enabled = true
+  log-enabled = false
+  run-interval = "1s"
 
 [logging]
   suppress-logo = true

@@ -1,5 +1,6 @@
 // The anomaly feed: the latest anomalies from the API, kept current by the live feed (SSE).
 
+import { applyAlertEvent, loadAlerts } from "./alerts.js";
 import { API, api, currentToken } from "./api.js";
 import { refreshDevice, selectDevice } from "./device.js";
 import { $, el, showStatus } from "./dom.js";
@@ -85,7 +86,8 @@ export function setFeedState(s) {
 
 export function connectFeed() {
   if (state.source) state.source.close();
-  const query = new URLSearchParams({ types: "anomaly,ack,indicator", access_token: currentToken() });
+  const types = "anomaly,ack,indicator,alert";
+  const query = new URLSearchParams({ types, access_token: currentToken() });
   const source = new EventSource(`${API}/feed/sse?${query}`);
   state.source = source;
   setFeedState("connecting");
@@ -121,6 +123,7 @@ function applyFrame(frame) {
     note.hidden = false;
     note.textContent = `${state.dropped} live events dropped (reloaded from the API)`;
     loadAnomalies(); // catch up on what the feed lost
+    loadAlerts();
   }
   let changed = false;
   for (const ev of frame.events || []) {
@@ -138,6 +141,8 @@ function applyFrame(frame) {
     } else if (ev.type === "ack") {
       const { type, ...a } = ev; // an acknowledgement, possibly from another operator
       if (state.anomalies.has(String(a.id))) { upsertAnomaly(a); changed = true; }
+    } else if (ev.type === "alert") {
+      applyAlertEvent(ev);
     } else if (ev.type === "indicator" && ev.device_id === state.selected) {
       refreshDevice(false);
     }

@@ -1,6 +1,7 @@
 // Pantau operations dashboard: plain JavaScript modules, no build step, no network beyond this
 // origin. This module wires the panels together: token, start/stop and the periodic refresh.
 
+import { loadAlerts, refreshAlerts } from "./alerts.js";
 import { api, currentToken, forgetToken, onUnauthorized, readToken, setToken, storeToken } from "./api.js";
 import { loadCatalog, loadSite, loaded } from "./catalog.js";
 import { selectDevice, refreshDevice, selectField } from "./device.js";
@@ -10,6 +11,7 @@ import { fmtTime } from "./format.js";
 import { renderDimensions, renderRegency } from "./indicators.js";
 import { buildMap, renderDevices, renderDistrictSummary, zoomTo } from "./map.js";
 import { CHART_REFRESH_MS, REFRESH_MS, state } from "./state.js";
+import { refreshTrends } from "./trends.js";
 
 // ---------- token ----------
 
@@ -80,6 +82,8 @@ async function refresh() {
   if (districts.status === "fulfilled") { state.districtIndicators = districts.value.districts || {}; renderDistrictSummary(); }
   if (dimensions.status === "fulfilled") { state.dimensions = dimensions.value; renderDimensions(); }
   if (state.selected) refreshDevice(Date.now() - state.chartAt > CHART_REFRESH_MS);
+  refreshAlerts();
+  refreshTrends();
   if (problems.length < 4) $("#last-refresh").textContent = fmtTime(Date.now() / 1000);
 }
 
@@ -100,6 +104,7 @@ async function start(token) {
   if (currentToken() !== token) return; // refused, or another token was entered meanwhile
   refresh();
   loadAnomalies();
+  loadAlerts();
   connectFeed();
   state.timer = setInterval(refresh, REFRESH_MS);
 }

@@ -1,0 +1,1 @@
+"""Notifications of alert episodes: messages, webhooks, e-mail, retries and dead letters."""
