@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Acknowledgement",
     "AirSummary",
+    "AlertEpisode",
+    "AlertEvent",
+    "AlertList",
+    "AlertStatus",
     "Anomaly",
     "AnomalyEvent",
     "AnomalyList",
@@ -23,6 +27,8 @@ __all__ = [
     "AreaSummary",
     "CatalogAnswer",
     "Contribution",
+    "DeadLetter",
+    "DeadLetterList",
     "DeviceDetail",
     "DeviceIndicators",
     "DeviceList",
@@ -402,7 +408,77 @@ class AnomalyEvent(Anomaly):
     type: Literal["anomaly", "ack"]
 
 
-FeedEvent = Annotated[ReadingEvent | IndicatorEvent | AnomalyEvent, Field(discriminator="type")]
+class AlertEpisode(_Body):
+    """One alert episode: a rule's condition on a device or area, from open to close."""
+
+    id: str = Field(description="rule.16hex, stable across replicas")
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["open", "closed"]
+    kind: str = Field(description="a device kind, or area for a district's or the regency's")
+    city: str
+    district: str = Field(description="empty for the regency")
+    device_id: str = Field(description="empty for an area")
+    started_at: _Ts
+    opened_at: _Ts
+    updated_at: _Ts
+    closed_at: float | None
+    value: float | None
+    peak: float | None
+    detail: str
+    level: int = Field(description="escalation level reached; 0 is the first notification")
+    escalated_at: float | None
+    acknowledged: Acknowledgement | None
+
+
+class AlertList(_Body):
+    """Alert episodes, newest first."""
+
+    count: int
+    alerts: list[AlertEpisode]
+
+
+class DeadLetter(_Body):
+    """A notification given up after its tries."""
+
+    key: str = Field(description="idempotency key: episode:event:level")
+    episode_id: str
+    event: str
+    channel: Literal["webhook", "email"]
+    address: str
+    tries: int
+    last_error: str
+    at: _Ts
+
+
+class DeadLetterList(_Body):
+    """Dead letters, newest first."""
+
+    count: int
+    dead_letters: list[DeadLetter]
+
+
+class AlertStatus(_Body):
+    """The replica answering, the replicas it hears, its rules and its notification queue."""
+
+    replica: str
+    replicas: list[str]
+    rules: int
+    open: int
+    pending_notifications: int
+    dead_letters: int
+
+
+class AlertEvent(AlertEpisode):
+    """A live-feed event: something happened to an episode."""
+
+    type: Literal["alert"]
+    event: Literal["open", "update", "escalate", "close", "ack"]
+
+
+FeedEvent = Annotated[
+    ReadingEvent | IndicatorEvent | AnomalyEvent | AlertEvent, Field(discriminator="type")
+]
 
 
 class FeedFrame(_Body):

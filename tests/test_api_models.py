@@ -95,7 +95,7 @@ class CannedInflux:
     """InfluxDB's answers to the API's queries (history, anomalies, acks), and no writes."""
 
     async def query(self, influxql: str) -> list[dict[str, Any]]:
-        if 'FROM "anomaly_ack"' in influxql:
+        if 'FROM "anomaly_ack"' in influxql or 'FROM "alert_' in influxql:
             return []
         if 'FROM "anomaly"' in influxql:
             tags = {"city": CITY, "district": "bobotsari", "device_id": AIR,
@@ -149,7 +149,7 @@ def build(tmp_path: Path, *, fed: bool) -> Client:
     settings = Settings(api=ApiSettings(tokens_file=tmp_path / "tokens.json", rate_per_s=0))
     app = create_app(settings, Registry.from_csv(EXAMPLE_REGISTRY))
     ctx = app.state.ctx
-    ctx.influx = ctx.anomalies.influx = CannedInflux()
+    ctx.influx = ctx.anomalies.influx = ctx.alerts.store.influx = CannedInflux()
     if fed:
         for topic, payload in messages():
             ctx.state.apply(topic, payload)
@@ -245,6 +245,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "GET /api/v1/dimensions/{district}": models.DistrictScores,
     "GET /api/v1/anomalies": models.AnomalyList,
     "POST /api/v1/anomalies/{anomaly_id}/ack": models.Anomaly,
+    "GET /api/v1/alerts": models.AlertList,
+    "GET /api/v1/alerts/dead-letters": models.DeadLetterList,
+    "GET /api/v1/alerts/status": models.AlertStatus,
 }
 
 

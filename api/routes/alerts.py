@@ -13,6 +13,7 @@ from api.alerts.service import AlertService
 from api.alerts.store import EpisodeFilter
 from api.auth import require
 from api.context import context
+from api.models import AlertEpisode, AlertList, AlertStatus, DeadLetterList
 from api.problems import OrjsonResponse, Problem, influx_problem
 from api.queries import parse_time
 from api.routes.params import Segment
@@ -46,7 +47,7 @@ def _newest_first(episodes: list[Episode]) -> list[Episode]:
     return sorted(episodes, key=lambda e: (e.opened_at, e.id), reverse=True)
 
 
-@router.get("", dependencies=[Depends(require(Scope.READ))])
+@router.get("", response_model=AlertList, dependencies=[Depends(require(Scope.READ))])
 async def list_alerts(
     request: Request,
     state: Literal["open", "closed", "all"] = "all",
@@ -89,7 +90,9 @@ async def list_alerts(
     return OrjsonResponse({"count": len(episodes), "alerts": [e.as_json() for e in episodes]})
 
 
-@router.get("/dead-letters", dependencies=[Depends(require(Scope.READ))])
+@router.get(
+    "/dead-letters", response_model=DeadLetterList, dependencies=[Depends(require(Scope.READ))]
+)
 async def dead_letters(
     request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
@@ -102,7 +105,7 @@ async def dead_letters(
     return OrjsonResponse({"count": len(found), "dead_letters": found})
 
 
-@router.get("/status", dependencies=[Depends(require(Scope.READ))])
+@router.get("/status", response_model=AlertStatus, dependencies=[Depends(require(Scope.READ))])
 async def status(request: Request) -> Response:
     """The replica answering, the live replicas it hears, and its notification queue."""
     service = _service(request)
@@ -119,7 +122,9 @@ async def status(request: Request) -> Response:
     )
 
 
-@router.get("/{episode_id}", dependencies=[Depends(require(Scope.READ))])
+@router.get(
+    "/{episode_id}", response_model=AlertEpisode, dependencies=[Depends(require(Scope.READ))]
+)
 async def get_alert(
     request: Request,
     episode_id: Annotated[str, Path(max_length=90, description="rule.16hex")],
@@ -132,7 +137,7 @@ async def get_alert(
     return OrjsonResponse(episode.as_json())
 
 
-@router.post("/{episode_id}/ack")
+@router.post("/{episode_id}/ack", response_model=AlertEpisode)
 async def acknowledge(
     request: Request,
     episode_id: Annotated[str, Path(max_length=90, description="rule.16hex")],
