@@ -9,7 +9,7 @@ import { $, showStatus } from "./dom.js";
 import { closeFeed, connectFeed, loadAnomalies } from "./feed.js";
 import { fmtTime } from "./format.js";
 import { renderDimensions, renderRegency } from "./indicators.js";
-import { buildMap, renderDevices, renderDistrictSummary, zoomTo } from "./map.js";
+import { buildMap, renderDevices, renderDistrictSummary, selectScope, zoomTo } from "./map.js";
 import { CHART_REFRESH_MS, REFRESH_MS, state } from "./state.js";
 import { refreshTrends } from "./trends.js";
 
@@ -103,10 +103,20 @@ async function start(token) {
   await loadMeta(); // a failure shows at the first refresh, which tries again
   if (currentToken() !== token) return; // refused, or another token was entered meanwhile
   refresh();
+  openFromAddress();
   loadAnomalies();
   loadAlerts();
   connectFeed();
   state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+// Notification links open a device (#device=ID) or a kecamatan (#district=NAME).
+function openFromAddress() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const district = hash.get("district");
+  const device = hash.get("device");
+  if (district && /^[a-z0-9_-]{1,64}$/.test(district)) selectScope(district);
+  if (device && /^[a-z0-9_-]{1,64}$/.test(device)) selectDevice(device);
 }
 
 async function main() {
