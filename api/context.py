@@ -62,6 +62,7 @@ class ApiContext:
     _ready: _Cached = field(default_factory=_Cached)
     _ready_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
     _rejection_log: RejectionLog = field(default_factory=RejectionLog)
+    _stale_read: bool = False
 
     def __post_init__(self) -> None:
         """Wire the parts to the settings' bounds and to the metrics."""
@@ -127,11 +128,20 @@ class ApiContext:
 
     def _cached(self, slot: _Cached, compute: Callable[[], Any]) -> Any:
         now = time.monotonic()
-        if slot.version != self.state.version and (
-            slot.value is None or now - slot.at >= _SUMMARY_EVERY_S
-        ):
-            slot.version, slot.at, slot.value = self.state.version, now, compute()
-        return slot.value
+        if slot.version == self.state.version:
+            return slot.value
+        if slot.value is not None and now - slot.at < _SUMMARY_EVERY_S:
+            self._stale_read = True  # an older state's value: whoever builds on it is stale too
+            return slot.value
+        version, outer = self.state.version, self._stale_read
+        self._stale_read = False
+        value = compute()
+        # Built on a cached part that was older than this version (areas inside an answer):
+        # rebuilt at the next chance, or it would stay stale until the state changes again.
+        slot.version = -1 if self._stale_read else version
+        slot.at, slot.value = now, value
+        self._stale_read = outer or self._stale_read
+        return value
 
     def _compute_areas(self) -> dict[str, Any]:
         by_district: dict[str, list[IndicatorEntry]] = {}

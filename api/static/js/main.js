@@ -102,8 +102,7 @@ async function start(token) {
   // Units and times need the catalog and the site's settings before anything is drawn.
   await loadMeta(); // a failure shows at the first refresh, which tries again
   if (currentToken() !== token) return; // refused, or another token was entered meanwhile
-  refresh();
-  openFromAddress();
+  refresh().then(openFromAddress); // a device can be opened once the device list is known
   loadAnomalies();
   loadAlerts();
   connectFeed();
