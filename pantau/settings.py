@@ -387,9 +387,7 @@ class AlertSettings(BaseModel):
     retry_base_s: float = Field(
         default=2.0, gt=0, le=3600, description="First retry delay; it doubles, with jitter."
     )
-    retry_max_s: float = Field(
-        default=300.0, gt=0, le=86400, description="Cap of the retry delay."
-    )
+    retry_max_s: float = Field(default=300.0, gt=0, le=86400, description="Cap of the retry delay.")
     smtp_host: str | None = Field(
         default=None, description="SMTP server for e-mail notifications (unset: no e-mail)."
     )
