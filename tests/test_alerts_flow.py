@@ -102,6 +102,28 @@ class Platform:
         return [k for k in self.hook.accepted_keys() if k.split(":")[1] == event]
 
 
+@dataclass(frozen=True)
+class Site:
+    """The suite's broker and InfluxDB, a fresh database, a city of its own, a folder."""
+
+    broker: MosquittoService
+    influx: InfluxDBService
+    db: str
+    city: str
+    tmp: Path
+
+
+@pytest.fixture
+def site(
+    broker: MosquittoService,
+    influx: InfluxDBService,
+    influx_db: str,
+    unique_city: str,
+    tmp_path: Path,
+) -> Site:
+    return Site(broker, influx, influx_db, unique_city, tmp_path)
+
+
 def _registry(tmp: Path, city: str, devices: list[str]) -> Path:
     path = tmp / "registry.csv"
     rows = [f"{d},water_level,{city},{DISTRICT},-7.29,109.42,60,150,250,350\n" for d in devices]
@@ -111,11 +133,7 @@ def _registry(tmp: Path, city: str, devices: list[str]) -> Path:
 
 @contextmanager
 def platform(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    db: str,
-    city: str,
-    tmp: Path,
+    site: Site,
     devices: list[str],
     *,
     notify: str = '["webhook:ops"]',
@@ -125,6 +143,7 @@ def platform(
     hook_up: bool = True,
 ) -> Iterator[Platform]:
     """Collector, receiver and API replica(s) running; the replicas hear each other."""
+    broker, influx, db, city, tmp = site.broker, site.influx, site.db, site.city, site.tmp
     registry = _registry(tmp, city, devices)
     with ExitStack() as stack:
         hook = WebhookReceiver(SECRET)
@@ -191,21 +210,13 @@ def _closed(p: Platform, count: int, api: ApiProcess | None = None) -> list[dict
 
 
 def test_a_flood_wave_raises_one_siaga_episode_per_gauge(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     start = time.time() - 3 * 3600
     with (
-        SmtpReceiver(tmp_path) as smtp,
+        SmtpReceiver(site.tmp) as smtp,
         platform(
-            broker,
-            influx,
-            influx_db,
-            unique_city,
-            tmp_path,
+            site,
             ["wl-a", "wl-b"],
             notify='["webhook:ops", "email:bpbd@purbalingga.go.id"]',
             env={
@@ -243,17 +254,11 @@ def test_a_flood_wave_raises_one_siaga_episode_per_gauge(
 
 
 def test_an_unacknowledged_episode_escalates_and_an_acknowledged_one_does_not(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     escalate = '[[rules.banjir_siaga.escalate]]\nafter_min = 0.25\nnotify = ["webhook:kalak"]\n'
     start = time.time() - 3 * 3600
-    with platform(
-        broker, influx, influx_db, unique_city, tmp_path, ["wl-a", "wl-b"], extra=escalate
-    ) as p:
+    with platform(site, ["wl-a", "wl-b"], extra=escalate) as p:
         # Both gauges reach Siaga and stay there.
         rise = flood_wave(start, STEP_S, 100.0, 300.0, rise_steps=20, crest_steps=30, fall_steps=0)
         p.publish({"wl-a": rise, "wl-b": rise})
@@ -283,14 +288,10 @@ def test_an_unacknowledged_episode_escalates_and_an_acknowledged_one_does_not(
 
 
 def test_a_flapping_gauge_makes_no_notification_storm(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     start = time.time() - 3 * 3600
-    with platform(broker, influx, influx_db, unique_city, tmp_path, ["wl-edge", "wl-up"]) as p:
+    with platform(site, ["wl-edge", "wl-up"]) as p:
         # One gauge sits at the Siaga edge from the start: it never holds Siaga for 3 minutes.
         edge = flapping(start, STEP_S, 60, threshold_cm=250.0, swing_cm=5.0)
         # The other reaches Siaga, holds it, then flaps at the edge for an hour, then falls.
@@ -315,14 +316,10 @@ def _newest_ts(p: Platform, device: str) -> float:
 
 
 def test_a_receiver_that_was_down_gets_the_notification_when_it_returns(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     start = time.time() - 3 * 3600
-    with platform(broker, influx, influx_db, unique_city, tmp_path, ["wl-a"], hook_up=False) as p:
+    with platform(site, ["wl-a"], hook_up=False) as p:
         p.publish({"wl-a": steady(start, STEP_S, 10, 300.0)})
         api = p.apis[0]
 
@@ -346,19 +343,11 @@ def test_a_receiver_that_was_down_gets_the_notification_when_it_returns(
 
 
 def test_a_notification_that_never_gets_through_is_a_visible_dead_letter(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     start = time.time() - 3 * 3600
     with platform(
-        broker,
-        influx,
-        influx_db,
-        unique_city,
-        tmp_path,
+        site,
         ["wl-a"],
         hook_up=False,
         env={"PANTAU_ALERTS_MAX_TRIES": "3"},
@@ -383,23 +372,17 @@ def test_a_notification_that_never_gets_through_is_a_visible_dead_letter(
 
 
 def test_two_api_replicas_make_one_episode_and_one_notification(
-    broker: MosquittoService,
-    influx: InfluxDBService,
-    influx_db: str,
-    unique_city: str,
-    tmp_path: Path,
+    site: Site,
 ) -> None:
     start = time.time() - 3 * 3600
-    with platform(
-        broker, influx, influx_db, unique_city, tmp_path, ["wl-a", "wl-b"], replicas=2
-    ) as p:
+    with platform(site, ["wl-a", "wl-b"], replicas=2) as p:
         p.publish({"wl-a": _wave(start), "wl-b": _wave(start + 900)})
         first = _closed(p, 2, p.apis[0])
         second = _closed(p, 2, p.apis[1])
         assert wait_for(lambda: len(p.keys("close")) == 2, timeout=60), p.hook.accepted_keys()
         stored = httpx.get(
-            f"{influx.url}/query",
-            params={"db": influx_db, "q": 'SELECT count("id") FROM "alert_episode"'},
+            f"{site.influx.url}/query",
+            params={"db": site.db, "q": 'SELECT count("id") FROM "alert_episode"'},
             timeout=30,
         ).json()
     # Both replicas hold the same two episodes, stored once each.
