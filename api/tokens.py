@@ -103,7 +103,14 @@ class TokenStore:
         self._refresh()
         if not token.startswith(_PREFIX) or len(token) > 200:
             return None
-        return self._by_digest.get(_digest(token))
+        digest = _digest(token)
+        record = self._by_digest.get(digest)
+        if record is None:
+            # A token created a moment ago works at once: look at the file again. That costs
+            # one stat; the file is read only if it changed.
+            self._refresh(force=True)
+            record = self._by_digest.get(digest)
+        return record
 
     def watch(self, token_id: str, on_revoked: Callable[[], None]) -> Callable[[], None]:
         """Call `on_revoked` once if this token is revoked (seen by `watch_revocations`).

@@ -193,3 +193,12 @@ def test_an_unexpected_failure_answers_500_without_internals(tmp_path: Path) -> 
     assert response.headers["content-type"] == "application/problem+json"
     assert "secret" not in response.text and "/srv" not in response.text
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_token_created_by_another_process_works_at_once(tmp_path: Path) -> None:
+    serving = TokenStore(tmp_path / "tokens.json")
+    first, _ = TokenStore(serving.path).create(TokenScope.READ, "first")
+    assert serving.verify(first) is not None  # the file is now read and recently checked
+    second, _ = TokenStore(serving.path).create(TokenScope.READ, "second")
+    assert serving.verify(second) is not None
+    assert serving.verify("pantau_00000000_unknown") is None

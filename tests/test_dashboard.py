@@ -22,13 +22,13 @@ import pytest
 
 from pantau.influx import InfluxClient
 from processors.catalog import CATALOG
+from tests.browser import browser_page
 from tests.ingest_helpers import count, publish_all, publisher, running_collector, wait_for
 
 pytestmark = pytest.mark.integration
 # Locator assertions poll from Python: no string is evaluated in the page, which its CSP forbids.
 expect = pytest.importorskip("playwright.sync_api").expect
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 WARMUP = 20  # the spike detector learns a step scale from 10 readings first
 
@@ -36,19 +36,8 @@ WARMUP = 20  # the spike detector learns a step scale from 10 readings first
 @pytest.fixture
 def browser() -> Iterator[tuple[Any, list[str]]]:
     """A 1280x800 page in headless Debian chromium (Playwright) and its uncaught JS errors."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(30_000)  # generous: chromium on a loaded 2-core machine
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            yield page, errors
-        finally:
-            browser.close()
+    with browser_page(800) as opened:
+        yield opened
 
 
 def _located_air_station(url: str, token: str) -> dict[str, Any]:

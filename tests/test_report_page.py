@@ -26,13 +26,13 @@ from pantau.derived import derived_topic
 from pantau.influx import InfluxClient
 from pantau.lineprotocol import point
 from tests.api_helpers import ApiProcess, running_api
+from tests.browser import browser_page
 from tests.ingest_helpers import publish_all, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 # Locator assertions poll from Python: no string is evaluated in the page, which its CSP forbids.
 expect = pytest.importorskip("playwright.sync_api").expect
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 WIB = zoneinfo.ZoneInfo("Asia/Jakarta")
 MONTH = "2026-10"
@@ -65,19 +65,8 @@ DAY3_LEVELS = [160.0] * 6 + [210.0] * 2 + [120.0] * 2
 @pytest.fixture
 def browser() -> Iterator[tuple[Any, list[str]]]:
     """A 1280x900 page in headless Debian chromium (Playwright) and its uncaught JS errors."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-            page.set_default_timeout(30_000)  # generous: chromium on a loaded 2-core machine
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            yield page, errors
-        finally:
-            browser.close()
+    with browser_page(900) as opened:
+        yield opened
 
 
 def _month_lines() -> list[str]:
