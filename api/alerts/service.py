@@ -19,14 +19,14 @@ from typing import Any, Final
 import orjson
 
 from api.alerts.engine import AlertEngine
-from api.alerts.episode import EPISODE_ID, Change, Episode, Target
+from api.alerts.episode import EPISODE_ID, Change, Episode
 from api.alerts.owners import PRESENCE_PREFIX, Replicas, presence_topic
 from api.alerts.rules import AlertRules
 from api.alerts.store import AlertStore, EpisodeFilter
 from api.livestate import LiveState
 from api.metrics import ApiMetrics
 from api.notify.email import EmailSender
-from api.notify.message import email_message, webhook_body
+from api.notify.message import notification_for
 from api.notify.outbox import DeadLetter, DeliveryError, Notification, Outbox
 from api.notify.webhook import WebhookSender
 from pantau.derived import ACK_PREFIX, Ack, ContractError
@@ -190,9 +190,8 @@ class AlertService:
     def _notify(self, change: Change) -> None:
         episode = change.episode
         rule = self.rules.rule(episode.rule)
+        # Escalations go to their level's recipients; open and close to the rule's own.
         level = episode.level if change.event == "escalate" else 0
-        base_url = self.settings.alerts.dashboard_url
-        body = orjson.dumps(webhook_body(change, base_url))
         targets = self.rules.targets(
             rule, episode.subject.district, level, default_language=self.settings.alerts.language
         )
@@ -203,12 +202,7 @@ class AlertService:
                     extra={"episode": episode.id, "to": target.address},
                 )
                 continue
-            key = f"{episode.id}:{change.event}:{level}"
-            if target.channel == "webhook":
-                self.outbox.submit(_notification(key, change, target, body=body))
-            else:
-                subject, text = email_message(change, target.language, base_url)
-                self.outbox.submit(_notification(key, change, target, subject=subject, text=text))
+            self.outbox.submit(notification_for(change, target, self.settings.alerts.dashboard_url))
         self.metrics.notifications_pending.set(self.outbox.pending())
 
     async def _deliver(self, note: Notification) -> None:
@@ -359,27 +353,6 @@ def _json(payload: bytes) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise ContractError("not_json", str(exc)) from None
-
-
-def _notification(
-    key: str,
-    change: Change,
-    target: Target,
-    *,
-    body: bytes = b"",
-    subject: str = "",
-    text: str = "",
-) -> Notification:
-    return Notification(
-        key=key,
-        episode_id=change.episode.id,
-        event=change.event,
-        target=target,
-        body=body,
-        subject=subject,
-        text=text,
-        created_at=time.time(),
-    )
 
 
 def _dead_fields(letter: DeadLetter) -> dict[str, float | int | str]:
